@@ -1,0 +1,37 @@
+# One-command set-up, demo and tests. Everything runs inside the local virtual environment .venv/.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test test-nbs test-py export clean-nbs bench help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP)  ## create .venv/ and install the pinned dependencies and the package (editable)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup  ## run the main job on the embedded Fashion-MNIST demo
+	$(BIN)/rsnn run
+
+test: test-nbs test-py  ## nbdev-test over all notebooks, then pytest tests/
+
+test-nbs: setup
+	$(BIN)/nbdev-test --n_workers 2 --timing
+
+test-py: setup
+	$(BIN)/python -m pytest tests/ -ra
+
+export: setup  ## notebooks -> package, then strip notebook metadata
+	$(BIN)/nbdev-export
+	$(BIN)/nbdev-clean
+
+bench: setup  ## print the benchmarks' numbers
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
