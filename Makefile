@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-nbs test-py export clean-nbs bench help
+.PHONY: setup demo test test-nbs test-py export bench readme help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,7 +24,7 @@ demo: setup  ## run the main job on the embedded Fashion-MNIST demo
 test: test-nbs test-py  ## nbdev-test over all notebooks, then pytest tests/
 
 test-nbs: setup
-	$(BIN)/nbdev-test --n_workers 2 --timing
+	$(BIN)/nbdev-test --n-workers 2 --timing
 
 test-py: setup
 	$(BIN)/python -m pytest tests/ -ra
@@ -35,3 +35,6 @@ export: setup  ## notebooks -> package, then strip notebook metadata
 
 bench: setup  ## print the benchmarks' numbers
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+readme: setup  ## README.md from nbs/index.ipynb (nbdev-readme does the same where Quarto is installed)
+	$(BIN)/jupyter nbconvert --to markdown nbs/index.ipynb --output README --output-dir . --log-level WARN

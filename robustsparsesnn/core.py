@@ -90,6 +90,10 @@ def set_rng_state(state:dict # as returned by `get_rng_state` (or loaded back by
     if 'cuda' in state and torch.cuda.is_available(): torch.cuda.set_rng_state_all(list(state['cuda']))
 
 # %% ../nbs/00_core.ipynb #db681f62
+def _umask() -> int:
+    m = os.umask(0); os.umask(m)
+    return m
+
 @contextmanager
 def atomic_path(target # the file or folder to create or replace
                ):
@@ -101,6 +105,7 @@ def atomic_path(target # the file or folder to create or replace
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.is_file(): os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's names are private (0600); results are not
         if target.is_dir() and tmp.is_dir(): shutil.rmtree(target)
         os.replace(tmp, target)
     finally:

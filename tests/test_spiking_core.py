@@ -1,0 +1,220 @@
+"Spiking core: neuron dynamics and gradients (fused vs plain loop), masked layers, models. Property tests over many cases."
+import math
+
+import pytest
+import torch
+from torch import nn
+from hypothesis import given, settings, strategies as st, HealthCheck
+
+from robustsparsesnn.neurons import (ENSEMBLE_MODES, IFNeuron, if_reference, if_spikes, parse_mode, set_mode, set_T,
+                                     direct_coding, time_mean)
+from robustsparsesnn.layers import MaskedConv2d, MaskedLinear, kept_count, prunable_layers, topk_mask
+from robustsparsesnn.models import count_neurons, vgg11, vgg16, wrn28_4
+
+BPTT_MODES = [m for m in ENSEMBLE_MODES if parse_mode(m).kind == 'bptt']
+fast = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _run(f, x0, vth0, tau, mode, g):
+    x, vth = x0.clone().requires_grad_(), torch.tensor(vth0, dtype=x0.dtype, requires_grad=True)
+    s = f(x, vth, tau, mode)
+    (s * g).sum().backward()
+    return s.detach(), x.grad, vth.grad
+
+
+@fast
+@given(T=st.integers(1, 8), shape=st.lists(st.integers(1, 5), min_size=1, max_size=3), mode=st.sampled_from(BPTT_MODES),
+       tau=st.sampled_from([1.0, 0.9, 0.5]), vth=st.floats(0.05, 2.0), scale=st.floats(0.1, 3.0),
+       seed=st.integers(0, 2**16), dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_fused_equals_plain_loop(T, shape, mode, tau, vth, scale, seed, dtype):
+    gen = torch.Generator().manual_seed(seed)
+    x0 = (torch.randn(T, *shape, generator=gen) * scale + 0.3 * vth).to(dtype)
+    g = torch.randn(T, *shape, generator=gen).to(dtype)
+    s1, gx1, gt1 = _run(if_spikes, x0, vth, tau, mode, g)
+    s2, gx2, gt2 = _run(if_reference, x0, vth, tau, mode, g)
+    assert torch.equal(s1, s2)
+    assert set(s1.unique().tolist()) <= {0.0, 1.0}
+    torch.testing.assert_close(gx1, gx2, rtol=0, atol=1e-6)
+    torch.testing.assert_close(gt1, gt2, rtol=1e-6, atol=1e-6)
+
+
+@fast
+@given(k=st.integers(1, 40), j=st.integers(1, 16), T=st.integers(1, 40))
+def test_if_count_with_hard_reset(k, j, T):
+    "Constant input c = k/16, threshold V = j/8 (exact in binary): the neuron fires every ceil(V/c) steps."
+    c, V = k / 16, j / 8
+    n = int(if_spikes(torch.full((T, 1), c), V).sum())
+    assert n == T // math.ceil(V / c)
+    assert n <= math.floor(c * T / V)                      # never more than a soft reset would give
+
+
+@fast
+@given(T=st.integers(1, 6), n=st.integers(1, 12), vth=st.floats(0.1, 2.0), seed=st.integers(0, 2**16))
+def test_rate_modes_match_definitions(T, n, vth, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(T, n, generator=gen, dtype=torch.float64) + 0.5 * vth
+    g = torch.randn(T, n, generator=gen, dtype=torch.float64)
+    s, gx, gt = _run(if_spikes, x0, vth, 1.0, 'bptr', g)
+    assert torch.equal(s, if_reference(x0, vth).detach())        # exact forward
+    want = (g.mean(0) * (s.mean(0) > 0)).expand(T, n)
+    torch.testing.assert_close(gx, want)
+    assert gt is None
+    s, gx, gt = _run(if_spikes, x0, vth, 1.0, 'rga', g)
+    m = x0.mean(0); inside = ((m >= 0) & (m <= vth)).double()
+    torch.testing.assert_close(gx, (g.mean(0) * inside / vth).expand(T, n))
+    torch.testing.assert_close(gt, -(g.sum(0) * inside * m).sum() / vth**2)
+
+
+def test_rga_equals_autograd_of_clipped_rate():
+    "RGA's input gradient is autograd's gradient of clip(mean x / V, 0, 1) repeated over T."
+    torch.manual_seed(0)
+    x = torch.randn(5, 7, dtype=torch.float64).requires_grad_()
+    g = torch.randn(5, 7, dtype=torch.float64)
+    (if_spikes(x, 0.8, mode='rga') * g).sum().backward()
+    x2 = x.detach().clone().requires_grad_()
+    r = (x2.mean(0) / 0.8).clamp(0, 1)
+    (r.expand(5, 7) * g).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+
+
+def test_threshold_floor_and_errors():
+    n = IFNeuron(threshold=0.5, floor=0.1)
+    with torch.no_grad(): n.threshold.fill_(0.01)
+    assert abs(n.vth.item() - 0.1) < 1e-7
+    set_T(n, 3)(torch.full((3, 4), 0.06)).sum().backward()
+    assert n.threshold.grad.item() != 0                     # straight-through past the floor
+    for bad in (0, -1e-3):
+        with pytest.raises(ValueError, match=r"threshold floor must be in \(0, inf\]"): IFNeuron(floor=bad)
+    with pytest.raises(ValueError, match="T must be a non-negative integer"): set_T(n, -2)
+    with pytest.raises(ValueError, match="unknown surrogate 'tanh'; valid: pwl, exp, rect, ste, bptr, rga, relu"):
+        set_mode(n, 'tanh')
+
+
+@fast
+@given(d=st.floats(0, 1), shape=st.sampled_from([(3, 2, 3, 3), (5, 7), (1, 1, 1, 1), (16, 8)]), seed=st.integers(0, 999))
+def test_score_mask_kept_count(d, shape, seed):
+    torch.manual_seed(seed)
+    layer = MaskedConv2d(shape[1], shape[0], shape[2]) if len(shape) == 4 else MaskedLinear(shape[1], shape[0])
+    layer.enable_scores(d)
+    n = layer.weight.numel()
+    k = max(1, round(d * n))
+    assert kept_count(d, n) == k == layer.kept
+    m = layer.mask_in_use()
+    assert int(m.sum()) == k
+    # the kept scores are the largest
+    s = layer.scores.detach().abs().flatten(); mf = m.flatten()
+    if 0 < k < n: assert s[mf].min() >= s[~mf].max()
+    assert int((layer.effective_weight() != 0).sum()) == int((layer.weight * m != 0).sum())
+
+
+def test_topk_ties_are_deterministic():
+    s = torch.zeros(100)
+    m = topk_mask(s, 10)
+    assert m[:10].all() and not m[10:].any()
+    assert torch.equal(topk_mask(s, 10), m)
+
+
+def test_masked_state_dict_round_trip_and_pruned_stay_zero():
+    torch.manual_seed(0)
+    a = vgg11(width=0.125)
+    for _, layer in prunable_layers(a):
+        layer.mask.copy_(torch.rand_like(layer.weight) > 0.7)
+    b = vgg11(width=0.125); b.load_state_dict(a.state_dict())
+    x = torch.rand(3, 3, 16, 16)
+    a.eval(); b.eval()
+    assert torch.equal(a(x), b(x))
+    opt = torch.optim.SGD(a.parameters(), lr=0.1, momentum=0.9)
+    a.train(); a(x).sum().backward(); opt.step()
+    for _, layer in prunable_layers(a):
+        assert layer.effective_weight()[~layer.mask].abs().sum() == 0
+        assert layer.weight.grad[~layer.mask].abs().sum() == 0
+
+
+@settings(max_examples=10, deadline=None)
+@given(T=st.integers(1, 5), B=st.integers(2, 4), seed=st.integers(0, 999))
+def test_batchnorm_over_batch_and_time(T, B, seed):
+    torch.manual_seed(seed)
+    o = torch.randn(T, B, 3, 4, 4) * torch.rand(T, 1, 1, 1, 1) * 3
+    bn = nn.BatchNorm2d(3)
+    y = bn(o.reshape(T * B, 3, 4, 4)).view_as(o)
+    mu, var = o.mean((0, 1, 3, 4), keepdim=True), o.var((0, 1, 3, 4), unbiased=False, keepdim=True)
+    torch.testing.assert_close(y, (o - mu) / (var + bn.eps).sqrt(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(bn.running_mean, 0.1 * mu.flatten())
+
+
+def test_neuron_counts():
+    m11, m16, w = vgg11(), vgg16(), wrn28_4()
+    assert count_neurons(m16, (3, 32, 32)) == 276_992
+    assert count_neurons(m16, (3, 64, 64)) == 4 * 276_480 + 512     # TinyImageNet size
+    assert count_neurons(m11, (3, 32, 32)) == 152_064              # 151,552 conv + 512 head
+    assert count_neurons(w, (3, 32, 32)) == 933_888
+    assert [len(list(prunable_layers(m))) for m in (m11, m16, w)] == [11, 16, 29]
+
+
+@pytest.mark.parametrize('make', [lambda: vgg16(width=0.125), lambda: wrn28_4(width=0.0625)])
+def test_stateless_across_calls_and_batch_sizes(make):
+    torch.manual_seed(0)
+    m = make().set_T(3)
+    x = torch.rand(2, 3, 32, 32)
+    for train in (False, True):
+        m.train(train)
+        with torch.no_grad():
+            y1 = m(x); m(torch.rand(5, 3, 32, 32)); m(torch.rand(7, 3, 16, 16)); y2 = m(x)
+        assert torch.equal(y1, y2)
+
+
+def test_vgg16_T0_equals_handbuilt_torch():
+    torch.manual_seed(0)
+    m = vgg16(num_classes=4, width=0.125).eval()
+    cfg = [[8, 8], [16, 16], [32, 32, 32], [64, 64, 64], [64, 64, 64]]
+    layers, c_in = [], 3
+    for block in cfg:
+        for c in block:
+            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]; c_in = c
+        layers.append(nn.AvgPool2d(2))
+    ref = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(256, 32), nn.ReLU(),
+                        nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
+    kinds = (nn.Conv2d, nn.Linear, nn.BatchNorm2d)
+    src, dst = [x for x in m.modules() if isinstance(x, kinds)], [x for x in ref.modules() if isinstance(x, kinds)]
+    for p, q in zip(src, dst, strict=True):
+        if isinstance(p, nn.BatchNorm2d):
+            p.running_mean.uniform_(-0.2, 0.2); p.running_var.uniform_(0.5, 2)
+        q.load_state_dict({k: v for k, v in p.state_dict().items() if k in q.state_dict()})
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad(): torch.testing.assert_close(m(x), ref(x), rtol=1e-5, atol=1e-6)
+
+
+def test_snn_logits_are_time_mean_and_T_switch():
+    torch.manual_seed(0)
+    m = wrn28_4(width=0.0625, num_classes=3).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        m.set_T(4)
+        z = m.normalize(x)
+        y = m.body(direct_coding(z, 4))
+        torch.testing.assert_close(m(x), time_mean(y, 4))
+        assert all(n.T == 4 for n in m.modules() if isinstance(n, IFNeuron))
+        m.set_T(0)
+        assert all(n.T == 0 for n in m.modules() if isinstance(n, IFNeuron))
+    with pytest.raises(ValueError, match=r"expected images of shape \(B, 3, H, W\)"): m(torch.rand(2, 1, 32, 32))
+
+
+def test_model_gradient_fused_equals_reference_loop(monkeypatch):
+    "The whole SNN's input gradient with the fused neuron equals the one with the plain per-step loop."
+    import robustsparsesnn.neurons as N
+    torch.manual_seed(0)
+    m = vgg11(width=0.125, num_classes=3).set_T(3).eval()
+    for n in m.modules():
+        if isinstance(n, IFNeuron): n.threshold.data.fill_(0.1)
+    x = torch.rand(2, 3, 16, 16, dtype=torch.float64)
+    m.double()
+    grads = []
+    for patch in (False, True):
+        if patch:
+            monkeypatch.setattr(N.IFSpike, 'apply', staticmethod(lambda x, vth, tau, mode, save=True: N.if_reference(x, vth, tau, mode)))
+        xa = x.clone().requires_grad_()
+        m.zero_grad(); m.set_mode('pwl:1')(xa).logsumexp(1).sum().backward()
+        grads.append((xa.grad, [n.threshold.grad.clone() for n in m.modules() if isinstance(n, IFNeuron)]))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-9, atol=1e-9)
+    for a, b in zip(grads[0][1], grads[1][1]): torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    assert grads[0][0].abs().sum() > 0
