@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-nbs test-py export bench readme help
+.PHONY: setup demo test test-nbs test-py test-slow export bench readme help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,10 +24,14 @@ demo: setup  ## run the main job on the embedded Fashion-MNIST demo
 test: test-nbs test-py  ## nbdev-test over all notebooks, then pytest tests/
 
 test-nbs: setup
-	$(BIN)/nbdev-test --n-workers 2 --timing
+	OMP_NUM_THREADS=1 RSNN_PROGRESS=0 $(BIN)/nbdev-test --n-workers 2 --timing
 
 test-py: setup
-	$(BIN)/python -m pytest tests/ -ra
+	$(BIN)/python -m pytest tests/ -ra -m "not slow"
+
+test-slow: setup  ## the slow checks too: reference comparisons, full-size runs
+	RSNN_PROGRESS=0 $(BIN)/nbdev-test --n-workers 1 --flags slow
+	$(BIN)/python -m pytest tests/ -ra -m slow
 
 export: setup  ## notebooks -> package, then strip notebook metadata
 	$(BIN)/nbdev-export

@@ -88,9 +88,9 @@ PRESETS = dict(
                           lr=0.1, weight_decay=1e-4),
     # a width-0.25 VGG-11 on Fashion-MNIST in a few minutes of 2 CPU cores; trained at eps 8/255 so that the
     # gap to standard training is visible under PGD-10 at 8/255
-    cpu_ann=TrainConfig(objective='trades', eps=8/255, beta=2.0, attack='pgd-kl', attack_steps=3, epochs=4,
+    cpu_ann=TrainConfig(objective='trades', eps=8/255, beta=2.0, attack='pgd-kl', attack_steps=3, epochs=6,
                         lr=0.05, weight_decay=5e-4, eval_n=500),
-    cpu_standard=TrainConfig(objective='standard', eps=8/255, epochs=4, lr=0.05, weight_decay=5e-4, eval_n=500,
+    cpu_standard=TrainConfig(objective='standard', eps=8/255, epochs=6, lr=0.05, weight_decay=5e-4, eval_n=500,
                              select='clean'),
 )
 
@@ -125,7 +125,7 @@ def make_optimizer(model:nn.Module, cfg:TrainConfig):
     return opt, sched
 
 # %% ../nbs/05_training.ipynb #b30dbc49
-def train_epoch(model, loader, opt, cfg:TrainConfig, attack=None, desc:str='train') -> dict:
+def train_epoch(model, loader, opt, cfg:TrainConfig, attack=None, desc:str='train', penalty=None, epoch:int=0) -> dict:
     "One pass over `loader`; returns the mean loss and the running (clean) accuracy."
     model.train()
     dev = next(model.parameters()).device
@@ -134,6 +134,7 @@ def train_epoch(model, loader, opt, cfg:TrainConfig, attack=None, desc:str='trai
     for x, y in bar:
         x, y = x.to(dev), y.to(dev)
         loss, z = robust_loss(model, x, y, cfg.objective, attack, cfg.beta)
+        if penalty is not None: loss = loss + penalty(model, epoch)
         if not torch.isfinite(loss): raise FloatingPointError(f"the training loss became {loss.item()} ({desc}); lower lr")
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -163,7 +164,8 @@ def fit(model:nn.Module, # the model to train (its device is used)
         name:str='model', # the stage's checkpoint name in the run directory
         resume:bool=True, # continue from `{name}-last` when it exists
         restore_best:bool=True, # load the best validation epoch's weights at the end
-        stop_after:int=None): # return after this many epochs of this call (the run resumes later)
+        stop_after:int=None, # return after this many epochs of this call (the run resumes later)
+        penalty=None): # a function (model, epoch) -> scalar added to the loss (e.g. HARP's size penalty)
     "Train `model` with `cfg`, evaluating and checkpointing every epoch; returns the per-epoch history."
     run = RunDir(run) if run is not None and not isinstance(run, RunDir) else run
     opt, sched = make_optimizer(model, cfg)
@@ -178,7 +180,7 @@ def fit(model:nn.Module, # the model to train (its device is used)
         t0 = time.time()
         if hasattr(loaders.train, 'set_epoch'): loaders.train.set_epoch(epoch)
         attack = cfg.make_attack(seed=cfg.seed * 1_000_003 + epoch) if cfg.objective != 'standard' else None
-        tr = train_epoch(model, loaders.train, opt, cfg, attack, desc=f'{name} epoch {epoch + 1}/{cfg.epochs}')
+        tr = train_epoch(model, loaders.train, opt, cfg, attack, f'{name} epoch {epoch + 1}/{cfg.epochs}', penalty, epoch)
         sched.step()
         val = evaluate(model, loaders.val, cfg, robust=cfg.select == 'robust' or cfg.objective != 'standard') \
               if loaders.val is not None else {}

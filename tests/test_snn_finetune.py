@@ -1,0 +1,79 @@
+"SNN finetuning survives SIGKILL; masks hold bit for bit through many optimizer steps."
+import os, random, signal, subprocess, sys, textwrap, time
+
+import pytest
+import torch
+
+from robustsparsesnn.core import load_state
+
+TRAIN = textwrap.dedent("""
+    import sys, torch
+    from robustsparsesnn.data import get_loaders, synthetic_spec
+    from robustsparsesnn.layers import prunable_layers
+    from robustsparsesnn.models import vgg11
+    from robustsparsesnn.conversion import convert
+    from robustsparsesnn.snn_finetune import snn_preset, finetune
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    d = get_loaders(synthetic_spec(in_channels=1, image_size=16, n_train=200, n_test=32), batch_size=32, n_train=128, n_val=32, seed=0)
+    ann = vgg11(num_classes=10, in_channels=1, width=0.125, mean=d.spec.mean, std=d.spec.std)
+    with torch.no_grad():
+        for _, l in prunable_layers(ann):
+            l.mask.copy_(torch.rand_like(l.weight) < 0.2); l.weight.mul_(l.mask)
+    snn = convert(ann, d.train, T=2, T_c=8, n_batches=2, batch_size=32)
+    cfg = snn_preset('snn_cpu', epochs=4, lr=0.05, eval_n=16, eval_steps=2)
+    finetune(snn, d, cfg, T=2, run=sys.argv[1], name='snn', restore_best=False)
+    print('done', flush=True)
+""")
+
+
+def _run(folder, kill_after=None):
+    p = subprocess.Popen([sys.executable, '-c', TRAIN, str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env={**os.environ, 'RSNN_PROGRESS': '0'})
+    if kill_after is None:
+        out, err = p.communicate(timeout=900)
+        assert p.returncode == 0 and 'done' in out, err[-2000:]
+        return
+    deadline = time.time() + 600
+    while not (folder / 'snn-last.safetensors').exists() and time.time() < deadline and p.poll() is None: time.sleep(0.05)
+    time.sleep(kill_after)  # counted from the first finished epoch
+    os.kill(p.pid, signal.SIGKILL); p.wait()
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
+    _run(tmp_path / 'whole')
+    whole = load_state(tmp_path / 'whole' / 'snn-last.safetensors')
+    t_epoch = whole['history'][-1]['seconds']
+    rng = random.Random(os.getpid())
+    _run(tmp_path / 'killed', kill_after=rng.uniform(0.1, 1.8) * t_epoch)   # somewhere in epochs 2-3
+    partial = load_state(tmp_path / 'killed' / 'snn-last.safetensors')
+    assert 1 <= partial['epoch'] < 4, f"the kill should land mid-run, it landed after epoch {partial['epoch']}"
+    _run(tmp_path / 'killed')
+    resumed = load_state(tmp_path / 'killed' / 'snn-last.safetensors')
+    assert resumed['epoch'] == 4
+    for k, v in whole['model'].items(): assert torch.equal(v, resumed['model'][k]), k
+    th = [k for k in whole['model'] if k.endswith('threshold')]
+    assert th and all(torch.isfinite(whole['model'][k]) for k in th)
+
+
+def test_masks_hold_bit_for_bit_through_finetuning():
+    "After N finetuning steps (momentum, weight decay, lr 0.1), zero set == ~ANN mask in every layer."
+    from robustsparsesnn.data import get_loaders, synthetic_spec
+    from robustsparsesnn.layers import prunable_layers
+    from robustsparsesnn.models import vgg11
+    from robustsparsesnn.conversion import convert
+    from robustsparsesnn.snn_finetune import snn_preset, finetune, zero_set_matches, snn_health
+    torch.manual_seed(1)
+    d = get_loaders(synthetic_spec(in_channels=1, image_size=16, n_train=200, n_test=32), batch_size=16, n_train=128,
+                    n_val=16, seed=1)
+    ann = vgg11(num_classes=10, in_channels=1, width=0.125, mean=d.spec.mean, std=d.spec.std)
+    with torch.no_grad():
+        for _, l in prunable_layers(ann):
+            l.mask.copy_(torch.rand_like(l.weight) < 0.1); l.weight.mul_(l.mask)
+    masks = {n: l.mask.clone() for n, l in prunable_layers(ann)}
+    snn = convert(ann, d.train, T=2, T_c=8, n_batches=2, batch_size=16)
+    hist = finetune(snn, d, snn_preset('snn_cpu', epochs=2, lr=0.1, weight_decay=5e-3, eval_n=8, eval_steps=1), T=2)
+    assert len(hist) == 2                                    # 2 epochs x 8 steps
+    assert all(zero_set_matches(snn, masks).values())
+    h = snn_health(snn)
+    assert h['finite'] and h['thresholds_above_floor'], h
