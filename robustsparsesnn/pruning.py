@@ -173,7 +173,7 @@ def fit_densities(n:list, # weights per layer
 @torch.no_grad()
 def harp_freeze(model:nn.Module, # a model with HARP rates (modified in place)
                 target:float, # the global target density
-                correct:bool=True): # scale the learned densities down to the target when they end above it
+                correct:bool=True): # rescale the learned densities by one common factor to meet the target
     "Fix HARP's masks: each layer keeps its own count (never one global rate); returns the learned densities."
     layers = masked_layers(model)
     n = [l.weight.numel() for _, l in layers]
@@ -198,7 +198,7 @@ class PruneConfig:
     gamma:float=1.0 # HARP: weight of the size penalty in the first score epoch
     growth:float=2.0 # HARP: factor by which the penalty's weight grows every epoch
     floor:float=0.1 # HARP: k_min = floor * target density
-    correct:bool=True # HARP: scale the learned densities down to the target if they end above it
+    correct:bool=True # HARP: rescale the learned densities by one common factor to meet the target
     freeze_bn:bool=True # score phase: freeze the batch-norm affine parameters with the weights
 
     def __post_init__(self):
@@ -230,12 +230,13 @@ def prune_preset(name:str, # a key of `PRUNE_PRESETS`: 'paper' or 'cpu'
     return replace(p, **dict(dict(scores=replace(p.scores), finetune=replace(p.finetune)), **changes))
 
 # %% ../nbs/06_pruning.ipynb #0f340f88
-def _save(run, name, state, meta):
-    "`run.save`, padding the metadata while the file starts with byte 0x80 (core's pickle check takes it for a pickle)."
-    for pad in range(8):
-        run.save(name, state, meta=dict(meta, **({'pad': '.' * pad} if pad else {})))
-        with open(run.file(f'{name}.safetensors'), 'rb') as f:
-            if f.read(1) != b'\x80': return
+class _Run(RunDir):
+    "A `RunDir` whose checkpoints never start with byte 0x80, which `core.load_state` takes for a pickle's mark."
+    def save(self, name, state, meta=None):
+        for pad in range(8):  # a longer header shifts its length's first byte
+            super().save(name, state, meta=dict(meta or {}, **({'pad': '.' * pad} if pad else {})))
+            with open(self.file(f'{name}.safetensors'), 'rb') as f:
+                if f.read(1) != b'\x80': return
 
 def _sync_density(model):
     for _, layer in masked_layers(model): layer.density = int(layer.mask.sum()) / layer.mask.numel()
@@ -254,7 +255,7 @@ def prune(model:nn.Module, # a (robust) model with masked layers; pruned and fin
     if loaders is None and (method != 'lwm' or finetune):
         raise ValueError(f"{method} {'trains scores' if method != 'lwm' else 'finetunes'}: pass `loaders` "
                          "(or method='lwm' with finetune=False)")
-    run = RunDir(run) if run is not None and not isinstance(run, RunDir) else run
+    run = None if run is None else _Run(run.path if isinstance(run, RunDir) else run)
     report = dict(method=method, target_density=density, history={})
     if run is not None and run.has('pruned'):
         state, meta = run.load('pruned', with_meta=True)
@@ -275,8 +276,8 @@ def prune(model:nn.Module, # a (robust) model with masked layers; pruned and fin
             unfreeze(model, flags)
         for _, layer in layers: layer.weight.data.mul_(layer.mask)
         if run is not None:
-            _save(run, 'pruned', {'model': model.state_dict()},
-                  meta={k: report[k] for k in ('method', 'target_density', 'scale', 'learned',
+            run.save('pruned', {'model': model.state_dict()},
+                     meta={k: report[k] for k in ('method', 'target_density', 'scale', 'learned',
                                                    'learned_global', 'learned_kept_global') if k in report} | dict(table=sparsity_table(model)))
     if finetune:
         report['history']['finetune'] = fit(model, loaders, cfg.finetune, run=run, name='finetune')
