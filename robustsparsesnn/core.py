@@ -150,6 +150,17 @@ def _unflatten(node, tensors):
 # %% ../nbs/00_core.ipynb #19f91349
 _PICKLE_MAGIC = (b'\x80', b'PK\x03\x04')  # a raw pickle (protocol 2+), or torch.save's zip archive of pickles
 
+def _safetensors_header(path:Path):
+    "The metadata of a safetensors file, or None when the file does not start with a valid safetensors header."
+    size = path.stat().st_size
+    with open(path, 'rb') as f:
+        n = int.from_bytes(f.read(8), 'little')
+        if size < 10 or not 2 <= n <= size - 8: return None
+        raw = f.read(n)
+    if not raw.startswith(b'{'): return None
+    try: return json.loads(raw).get('__metadata__', {})
+    except (ValueError, UnicodeDecodeError): return None
+
 def save_state(path, # the `.safetensors` file to write
                state, # nested dicts/lists/tuples of tensors, numbers, strings and None
                meta:dict=None): # small JSON metadata stored beside the state (epoch, config, ...)
@@ -165,15 +176,14 @@ def load_state(path, # a file written by `save_state`
     "Read a state written by `save_state`; refuses pickle files instead of running them."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"no checkpoint at {path}")
-    with open(path, 'rb') as f: head = f.read(4)
-    if head.startswith(_PICKLE_MAGIC):
-        raise ValueError(f"{path} is a pickle file (torch.save or pickle.dump); robustsparsesnn never unpickles "
-                         "checkpoints, since unpickling can run code. Re-save it as safetensors with save_state.")
-    try:
-        tensors = load_file(str(path), device=str(device))
-        with open(path, 'rb') as f:
-            n = int.from_bytes(f.read(8), 'little')
-            header = json.loads(f.read(n)).get('__metadata__', {})
+    header = _safetensors_header(path)
+    if header is None:
+        with open(path, 'rb') as f: head = f.read(4)
+        if head.startswith(_PICKLE_MAGIC):
+            raise ValueError(f"{path} is a pickle file (torch.save or pickle.dump); robustsparsesnn never unpickles "
+                             "checkpoints, since unpickling can run code. Re-save it as safetensors with save_state.")
+        raise ValueError(f"{path} is not a safetensors checkpoint (no valid header)")
+    try: tensors = load_file(str(path), device=str(device))
     except (SafetensorError, ValueError, OSError) as e:
         raise ValueError(f"{path} is not a readable safetensors checkpoint ({e})") from None
     if 'skeleton' not in header: raise ValueError(f"{path} is a safetensors file but not a robustsparsesnn state (no skeleton)")

@@ -230,14 +230,6 @@ def prune_preset(name:str, # a key of `PRUNE_PRESETS`: 'paper' or 'cpu'
     return replace(p, **dict(dict(scores=replace(p.scores), finetune=replace(p.finetune)), **changes))
 
 # %% ../nbs/06_pruning.ipynb #0f340f88
-class _Run(RunDir):
-    "A `RunDir` whose checkpoints never start with byte 0x80, which `core.load_state` takes for a pickle's mark."
-    def save(self, name, state, meta=None):
-        for pad in range(8):  # a longer header shifts its length's first byte
-            super().save(name, state, meta=dict(meta or {}, **({'pad': '.' * pad} if pad else {})))
-            with open(self.file(f'{name}.safetensors'), 'rb') as f:
-                if f.read(1) != b'\x80': return
-
 def _sync_density(model):
     for _, layer in masked_layers(model): layer.density = int(layer.mask.sum()) / layer.mask.numel()
 
@@ -255,7 +247,7 @@ def prune(model:nn.Module, # a (robust) model with masked layers; pruned and fin
     if loaders is None and (method != 'lwm' or finetune):
         raise ValueError(f"{method} {'trains scores' if method != 'lwm' else 'finetunes'}: pass `loaders` "
                          "(or method='lwm' with finetune=False)")
-    run = None if run is None else _Run(run.path if isinstance(run, RunDir) else run)
+    run = RunDir(run) if run is not None and not isinstance(run, RunDir) else run
     report = dict(method=method, target_density=density, history={})
     if run is not None and run.has('pruned'):
         state, meta = run.load('pruned', with_meta=True)
