@@ -9,7 +9,7 @@ __all__ = ['METHODS', 'BN_STATS', 'nearest_rank', 'percentile_reference', 'perce
            'bn_batch_stats', 'estimate_bn_stats', 'pack_spikes', 'unpack_spikes', 'chain_stages',
            'calibrate_thresholds', 'check_compatible', 'convert']
 
-# %% ../nbs/07_conversion.ipynb #a149138f
+# %% ../nbs/07_conversion.ipynb #0b237664
 import copy, math, time
 
 import torch
@@ -21,7 +21,7 @@ from .neurons import IFNeuron, direct_coding, set_T, spiking_neurons
 from .layers import prunable_layers
 from .models import VGG
 
-# %% ../nbs/07_conversion.ipynb #87382214
+# %% ../nbs/07_conversion.ipynb #1369b799
 def nearest_rank(n:int, # number of values
                  rho:float # percentile in (0, 100]
                 ) -> int: # k: the percentile is the k-th smallest value (1-based)
@@ -53,7 +53,7 @@ def percentile(x:Tensor, # any tensor (e.g. a layer's pre-activations over T_c *
         best = both.topk(min(m, both.numel()), largest=largest, sorted=False).values
     return (best.min() if largest else best.max()).item()
 
-# %% ../nbs/07_conversion.ipynb #c897d75d
+# %% ../nbs/07_conversion.ipynb #4ea75c6f
 def calibration_batches(data, # a loader / iterable of (x, y) batches, or a tensor of images (N, C, H, W)
                         n_batches:int=10, # number of calibration batches
                         batch_size:int=64 # images per batch
@@ -113,7 +113,7 @@ def estimate_bn_stats(model:nn.Module, # the SNN (or ANN)
         for m, t in saved_T.items(): m.T = t
     return model
 
-# %% ../nbs/07_conversion.ipynb #5f1085df
+# %% ../nbs/07_conversion.ipynb #e52e8bde
 def pack_spikes(s:Tensor # binary tensor (any shape)
                ) -> tuple: # (uint8 tensor with 8 spikes per byte, shape)
     "Bit-pack a binary tensor."
@@ -131,7 +131,7 @@ def unpack_spikes(packed:tuple, # as returned by `pack_spikes`
     bits = (p.unsqueeze(1) >> shifts) & 1
     return bits.reshape(-1)[:math.prod(shape)].view(shape).to(dtype)
 
-# %% ../nbs/07_conversion.ipynb #619932a5
+# %% ../nbs/07_conversion.ipynb #9553acf5
 METHODS = ('auto', 'chain', 'truncate', 'reference')
 
 def chain_stages(model:nn.Module): # a model
@@ -234,7 +234,7 @@ def calibrate_thresholds(model:nn.Module, # the SNN to calibrate (weights in pla
     out['raw'] = dict(zip([n for n, _ in neurons], raw))
     return out
 
-# %% ../nbs/07_conversion.ipynb #ba38b2c8
+# %% ../nbs/07_conversion.ipynb #f4ed9668
 def check_compatible(state:dict, # the ANN's state dict
                      model:nn.Module # the SNN it is loaded into
                     ):

@@ -10,7 +10,7 @@ __all__ = ['ENSEMBLE_ATTACKS', 'SNN_ATTACKS', 'ANN_ATTACKS', 'model_T', 'check_s
            'robust_mask', 'eps_label', 'at_T', 'evaluation_report', 'report_markdown', 'sanity_checks',
            'sanity_markdown']
 
-# %% ../nbs/09_evaluation.ipynb #1f4d1cfd
+# %% ../nbs/09_evaluation.ipynb #9531e854
 import math, time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +22,7 @@ from .core import check_choice, check_range, progress, get_device
 from .neurons import ENSEMBLE_MODES, GradMode, Temporal, parse_mode
 from .attacks import eval_mode, logits_of, make_attack
 
-# %% ../nbs/09_evaluation.ipynb #7ed9148b
+# %% ../nbs/09_evaluation.ipynb #1b2379eb
 ENSEMBLE_ATTACKS = {'fgsm': 'FGSM_ens', 'pgd': 'PGD_ens', 'apgd-ce': 'APGD-CE_ens', 'apgd-dlr': 'APGD-DLR_ens'}
 
 def model_T(model:nn.Module # a model holding `Temporal` modules (neurons, `SpikingNet`)
@@ -72,7 +72,7 @@ def exact_logits(model:nn.Module, # an SNN (or ANN) in any gradient mode
     "The exact network's logits: eval mode, no gradient, and a mode whose forward is exact."
     with eval_mode(model), using_mode(model, exact_mode(model)): return logits_of(model, x)
 
-# %% ../nbs/09_evaluation.ipynb #3720701d
+# %% ../nbs/09_evaluation.ipynb #101b2545
 class MemberView(nn.Module):
     "The model as seen by one ensemble member: exact forward value, the member's gradient."
     def __init__(self, model:nn.Module, # the SNN (any mode; it is restored after every call)
@@ -90,7 +90,7 @@ class MemberView(nn.Module):
 
     def extra_repr(self): return f"member={self.member}"
 
-# %% ../nbs/09_evaluation.ipynb #155f1a97
+# %% ../nbs/09_evaluation.ipynb #e9fcd3aa
 def _check_ball(x_adv:Tensor, x:Tensor, eps:float, what:str):
     "Every adversarial example must lie in the eps-ball of its clean image and in [0, 1]."
     if x_adv.shape != x.shape: raise RuntimeError(f"internal error: {what} returned shape {tuple(x_adv.shape)} for {tuple(x.shape)}")
@@ -114,7 +114,7 @@ def _row_noise(attack, rows:Tensor, n:int):
         if had: attack.rand = orig
         else: del attack.rand
 
-# %% ../nbs/09_evaluation.ipynb #18ea24b4
+# %% ../nbs/09_evaluation.ipynb #1368fbba
 @dataclass
 class EnsembleResult:
     "What one ensemble run found, per sample and per member."
@@ -215,7 +215,7 @@ class EnsembleAttack:
         kw = ''.join(f', {k}={v!r}' for k, v in self.attack_kw.items())
         return f"EnsembleAttack({self.attack!r}, eps={self.eps:.4g}, members={len(self.members)}, seed={self.seed}{kw})"
 
-# %% ../nbs/09_evaluation.ipynb #821ef099
+# %% ../nbs/09_evaluation.ipynb #855124c9
 class PassCounter(nn.Module):
     "Wrap a model and count its forward and backward passes (calls and samples)."
     def __init__(self, model:nn.Module):
@@ -240,7 +240,7 @@ class PassCounter(nn.Module):
         return dict(forwards=self.forwards, forward_samples=self.forward_samples,
                     backwards=self.backwards, backward_samples=self.backward_samples)
 
-# %% ../nbs/09_evaluation.ipynb #1cc45a94
+# %% ../nbs/09_evaluation.ipynb #bba2c30e
 SNN_ATTACKS = {'fgsm_ens': 'FGSM_ens', 'pgd_ens': 'PGD_ens', 'apgd-dlr_ens': 'APGD-DLR_ens', 'apgd-ce_ens': 'APGD-CE_ens',
                'rga': 'RGA', 'square': 'Square'}
 ANN_ATTACKS = {'fgsm': 'FGSM', 'pgd': 'PGD', 'apgd-dlr': 'APGD-DLR', 'apgd-ce': 'APGD-CE', 'square': 'Square'}
@@ -275,7 +275,7 @@ def robust_mask(model:nn.Module, # the SNN or ANN
         rob[correct] = exact_logits(model, xa).argmax(1) == yc
     return rob.cpu()
 
-# %% ../nbs/09_evaluation.ipynb #da5c0b06
+# %% ../nbs/09_evaluation.ipynb #a926bceb
 def eps_label(eps:float) -> str:
     "8/255 for 0.0313..., else the number."
     k = eps * 255
@@ -373,7 +373,7 @@ def report_markdown(report:dict # as returned by `evaluation_report`
             f"{len(s['members'])}-member surrogate ensemble.")
     return '\n'.join(lines) + note
 
-# %% ../nbs/09_evaluation.ipynb #63ecc348
+# %% ../nbs/09_evaluation.ipynb #611aa4bb
 def _noise(p:float, n:int) -> float: return max(1 / max(n, 1), 2 * math.sqrt(max(p * (1 - p), 0) / max(n, 1)))
 
 def sanity_checks(model:nn.Module, # the SNN (T > 0)

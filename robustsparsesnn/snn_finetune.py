@@ -8,7 +8,7 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/snn_finetune.html.md"""
 __all__ = ['SNN_T', 'SNN_MODE', 'SNN_PRESETS', 'CONNECTIVITY', 'snn_preset', 'finetune', 'random_mask', 'e2e_snn',
            'zero_set_matches', 'snn_health']
 
-# %% ../nbs/08_snn_finetune.ipynb #ae378aed
+# %% ../nbs/08_snn_finetune.ipynb #46ebcc82
 from dataclasses import replace
 
 import torch
@@ -19,7 +19,7 @@ from .neurons import set_T, set_mode, spiking_neurons
 from .layers import prunable_layers, topk_mask
 from .training import TrainConfig, fit, mask_weights_
 
-# %% ../nbs/08_snn_finetune.ipynb #9b37be4e
+# %% ../nbs/08_snn_finetune.ipynb #b05156b9
 SNN_T, SNN_MODE = 8, 'pwl:1'
 
 SNN_PRESETS = dict(
@@ -41,7 +41,7 @@ def snn_preset(name:str, # a key of `SNN_PRESETS`
     "A copy of SNN preset `name` with `changes` applied."
     return replace(SNN_PRESETS[check_choice('SNN preset', name, SNN_PRESETS)], **changes)
 
-# %% ../nbs/08_snn_finetune.ipynb #c43264c3
+# %% ../nbs/08_snn_finetune.ipynb #c1226f32
 def finetune(snn:nn.Module, # the converted SNN (`conversion.convert`), or an E2E model (`e2e_snn`)
              loaders, # `data.Loaders` (train and val)
              cfg:TrainConfig=None, # None: `snn_preset('snn_paper')`
@@ -61,7 +61,7 @@ def finetune(snn:nn.Module, # the converted SNN (`conversion.convert`), or an E2
     mask_weights_(snn)
     return fit(snn, loaders, cfg, run=run, name=name, **fit_kw)
 
-# %% ../nbs/08_snn_finetune.ipynb #15a9cce2
+# %% ../nbs/08_snn_finetune.ipynb #a4f6b358
 def random_mask(shape, # the weight's shape
                 kept:int, # how many weights to keep
                 generator:torch.Generator=None # seeded generator
@@ -94,7 +94,7 @@ def e2e_snn(model:nn.Module, # a freshly initialised model of the ANN's architec
     for _, n in spiking_neurons(model): n.threshold.fill_(vth)
     return set_T(model, T)
 
-# %% ../nbs/08_snn_finetune.ipynb #c9c1462b
+# %% ../nbs/08_snn_finetune.ipynb #c8946a0e
 @torch.no_grad()
 def zero_set_matches(model:nn.Module, # the finetuned SNN
                      masks:dict # {layer name: bool mask} of the ANN (e.g. `{n: l.mask.clone() for n, l in prunable_layers(ann)}`)

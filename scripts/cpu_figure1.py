@@ -4,7 +4,7 @@ Fashion-MNIST, VGG-11 (width 0.25), 90% sparsity (LWM, uniform per layer). Stage
 the output folder; stop it and run it again to continue):
 
 1. sparse ANN: the robust CPU-preset ANN (scripts/cpu_preset_ann.py), LWM-pruned to 10% density per layer,
-   then 1 epoch of the cpu_ann TRADES preset with the mask frozen;
+   then 1 epoch of the cpu_ann TRADES preset (on --n-train-ann images) with the mask frozen;
 2. conversion (Algorithm 1, paper defaults T_c=100, 10 batches of 64, rho=99.7, lambda=0.3), with clean test
    accuracy of the ANN and of the converted SNN at T=8 and T=64 before any finetuning;
 3. three SNN trainings of the same number of epochs, same data, same objective (Eq. 8, RFGSM on KL, beta 2):
@@ -12,7 +12,7 @@ the output folder; stop it and run it again to continue):
    connectivity (e2e_cpu preset, lr 0.05, V_th = 1, fresh weights);
 4. figure1.png and results.json: per-epoch validation clean and PGD accuracy of the three.
 
-    .venv/bin/python scripts/cpu_figure1.py [--out /work/runs/cpu_figure1] [--T 4] [--epochs 3] [--n-train 2000]
+    .venv/bin/python scripts/cpu_figure1.py [--out /work/runs/cpu_figure1] [--T 4] [--epochs 3] [--n-train 1500]
 """
 import argparse, json, time
 from pathlib import Path
@@ -59,13 +59,14 @@ def main():
     ap.add_argument('--ann', default=ANN)
     ap.add_argument('--T', type=int, default=4, help='SNN time steps of training and validation')
     ap.add_argument('--epochs', type=int, default=3)
-    ap.add_argument('--n-train', type=int, default=2000)
+    ap.add_argument('--n-train', type=int, default=1500, help='training images of the SNN runs')
+    ap.add_argument('--n-train-ann', type=int, default=3000, help='training images of the 1-epoch sparse ANN finetune')
     ap.add_argument('--batch-size', type=int, default=64)
-    ap.add_argument('--eval-n', type=int, default=200)
+    ap.add_argument('--eval-n', type=int, default=100)
     ap.add_argument('--eval-steps', type=int, default=5)
-    ap.add_argument('--n-conv-test', type=int, default=500, help='test images for the accuracies right after conversion')
+    ap.add_argument('--n-conv-test', type=int, default=300, help='test images for the accuracies right after conversion')
     ap.add_argument('--density', type=float, default=0.1)
-    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--threads', type=int, default=1, help='torch threads (1 is faster on a shared, oversubscribed machine)')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
@@ -74,9 +75,9 @@ def main():
     res['settings'] = vars(a)
 
     # 1. sparse ANN
-    d_ann = get_loaders('fashion-mnist', batch_size=128, n_train=10_000, n_val=1_000, n_test=1_000, seed=0)
-    cfg_ann = preset('cpu_ann', epochs=1)
-    run = RunDir(out / 'sparse_ann', config=dict(ann=a.ann, density=a.density, **vars(cfg_ann)), seed=0)
+    d_ann = get_loaders('fashion-mnist', batch_size=128, n_train=a.n_train_ann, n_val=1_000, n_test=1_000, seed=0)
+    cfg_ann = preset('cpu_ann', epochs=1, eval_n=a.eval_n)
+    run = RunDir(out / 'sparse_ann', config=dict(ann=a.ann, density=a.density, n_train=a.n_train_ann, **vars(cfg_ann)), seed=0)
     seed_everything(0)
     ann = new_model(d_ann.spec)
     ann.load_state_dict(load_state(a.ann)['model'])
@@ -125,7 +126,7 @@ def main():
         cfg = snn_preset(cfg_name, epochs=a.epochs, eval_n=a.eval_n, eval_steps=a.eval_steps)
         seed_everything(1)
         model = make()
-        r = RunDir(out / key, config=dict(T=a.T, n_train=a.n_train, batch_size=a.batch_size, **vars(cfg)), seed=1)
+        r = RunDir(out / ('conversion_ft' if key == 'conversion' else key), config=dict(T=a.T, n_train=a.n_train, batch_size=a.batch_size, **vars(cfg)), seed=1)
         t0 = time.time()
         hist = finetune(model, d, cfg, T=a.T, run=r, name='snn', restore_best=False)
         runs[key] = dict(history=hist, zero_set_is_ann_mask=all(zero_set_matches(model, masks).values()) if key != 'e2e_random' else None,
