@@ -30,6 +30,8 @@ test-py: setup
 	$(BIN)/python -m pytest tests/ -ra -m "not slow"
 
 test-slow: setup  ## the slow checks too: reference comparisons, full-size runs
+	$(BIN)/python -m pip install --quiet -e ".[dev,test-ref]"
+	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1
 	RSNN_PROGRESS=0 $(BIN)/nbdev-test --n-workers 1 --flags slow
 	$(BIN)/python -m pytest tests/ -ra -m slow
 
