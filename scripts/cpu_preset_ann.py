@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from robustsparsesnn.attacks import make_attack, robust_accuracy
-from robustsparsesnn.core import RunDir, seed_everything
+from robustsparsesnn.core import RunDir, save_json, seed_everything
 from robustsparsesnn.data import get_loaders
 from robustsparsesnn.models import vgg11
 from robustsparsesnn.training import fit, preset
@@ -34,6 +34,7 @@ def main(folder='runs/cpu_preset_ann'):
         print(name, json.dumps(results[name]), flush=True)
     gap = results['cpu_ann']['pgd10_8_255'] - results['cpu_standard']['pgd10_8_255']
     print(f"robust - standard under PGD-10 at 8/255: {100 * gap:+.1f} points")
+    save_json(Path(folder) / 'results.json', results)
     return results
 
 
