@@ -262,9 +262,9 @@ PRESETS = {
         prune=dict(method='hydra', sparsity=0.9, scores=dict(_CPU_TRADES, epochs=1, lr=0.1, weight_decay=1e-4),
                    finetune=dict(_CPU_TRADES, epochs=1, lr=0.01, weight_decay=1e-4)),
         convert=dict(T=8, T_c=32, n_batches=4, batch_size=64),
-        snn_finetune=dict(objective='trades', attack='rfgsm-kl', eps=8/255, beta=2.0, epochs=1, lr=1e-3,
+        snn_finetune=dict(objective='trades', attack='rfgsm-kl', eps=8/255, beta=2.0, epochs=2, lr=1e-3,
                           eval_eps=8/255, eval_steps=5, eval_n=200),
-        snn_n_train=2000,
+        snn_n_train=3000,
         evaluate=dict(n=200, eps=[8/255], attacks=['pgd_ens'], square_queries=[], pgd_steps=10, apgd_steps=20),
         energy=dict(n=200)),
 }
@@ -445,6 +445,7 @@ def plot_training(run:RunDir, # a run directory
         for k, lab in (('val_clean', 'clean'), ('val_robust', 'PGD')):
             if any(k in r for r in h): ax.plot(ep, [r.get(k) for r in h], 'o-', label=lab)
         ax.set_title(title, fontsize=9); ax.set_xlabel('epoch'); ax.set_ylim(0, 1); ax.grid(alpha=0.3)
+        ax.set_xticks(ep)
     axes[0][0].set_ylabel('validation accuracy'); axes[0][0].legend(fontsize=8)
     fig.tight_layout(); fig.savefig(path, dpi=90); plt.close(fig)
 
