@@ -16,8 +16,7 @@ the running sum of tensor allocations (as bench/bench_neuron.py; slower). On CUD
 import argparse, copy, os, resource, time
 
 import torch
-from torch.profiler import profile, ProfilerActivity
-from torch._C._profiler import _EventType
+from _memory import profiler_peak
 
 from robustsparsesnn.models import vgg16
 from robustsparsesnn.neurons import spiking_neurons
@@ -29,21 +28,6 @@ def rss_now():
 
 
 def rss_peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _walk(nodes):
-    for n in nodes:
-        yield n
-        yield from _walk(n.children)
-
-
-def profiler_peak(f):
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p: f()
-    allocs = sorted((n.start_time_ns, n.extra_fields.alloc_size)
-                    for n in _walk(p.profiler.kineto_results.experimental_event_tree()) if n.tag == _EventType.Allocation)
-    cur = peak = 0
-    for _, a in allocs: cur += a; peak = max(peak, cur)
-    return peak
 
 
 def main():

@@ -14,8 +14,7 @@ torch.cuda.max_memory_allocated over the same region, minus what was allocated b
 import argparse, statistics, time
 
 import torch
-from torch.profiler import profile, ProfilerActivity
-from torch._C._profiler import _EventType
+from _memory import profiler_peak
 
 from robustsparsesnn.neurons import if_reference, if_spikes
 
@@ -39,12 +38,6 @@ def wall_time(f, x, vth, g, mode, repeats, device, backward=True):
     return statistics.median(times)
 
 
-def _walk(nodes):
-    for n in nodes:
-        yield n
-        yield from _walk(n.children)
-
-
 def peak_memory(f, x, vth, g, mode, device, backward=True):
     "Peak bytes allocated during one forward+backward, above what existed before."
     x.grad = vth.grad = None
@@ -53,13 +46,7 @@ def peak_memory(f, x, vth, g, mode, device, backward=True):
         base = torch.cuda.memory_allocated(device)
         step(f, x, vth, g, mode, backward); torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated(device) - base
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
-        s = step(f, x, vth, g, mode, backward); del s
-    allocs = sorted((n.start_time_ns, n.extra_fields.alloc_size)
-                    for n in _walk(p.profiler.kineto_results.experimental_event_tree()) if n.tag == _EventType.Allocation)
-    cur = peak = 0
-    for _, a in allocs: cur += a; peak = max(peak, cur)
-    return peak
+    return profiler_peak(lambda: step(f, x, vth, g, mode, backward))
 
 
 def main():
