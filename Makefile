@@ -40,7 +40,7 @@ export: setup  ## notebooks -> package, then strip notebook metadata
 	$(BIN)/nbdev-clean
 
 bench: setup  ## print the benchmarks' numbers
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 readme: setup  ## README.md from nbs/index.ipynb (nbdev-readme does the same where Quarto is installed)
 	$(BIN)/jupyter nbconvert --to markdown nbs/index.ipynb --output README --output-dir . --log-level WARN
