@@ -1,10 +1,7 @@
 "Training survives SIGKILL: a killed run, resumed, ends with the weights of an uninterrupted one."
-import os, random, signal, subprocess, sys, textwrap, time
+import textwrap
 
-import pytest
-import torch
-
-from robustsparsesnn.core import load_state
+from killrun import kill_resume_matches
 
 TRAIN = textwrap.dedent("""
     import sys, torch
@@ -21,28 +18,5 @@ TRAIN = textwrap.dedent("""
 """)
 
 
-def _run(folder, kill_after=None):
-    p = subprocess.Popen([sys.executable, '-c', TRAIN, str(folder)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         text=True, env={**os.environ, 'RSNN_PROGRESS': '0'})
-    if kill_after is None:
-        out, _ = p.communicate(timeout=600)
-        assert p.returncode == 0 and 'done' in out
-        return
-    deadline = time.time() + 300
-    while not (folder / 'ann-last.safetensors').exists() and time.time() < deadline: time.sleep(0.05)
-    time.sleep(kill_after)  # counted from the first finished epoch
-    os.kill(p.pid, signal.SIGKILL); p.wait()
-
-
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
-    _run(tmp_path / 'whole')
-    whole = load_state(tmp_path / 'whole' / 'ann-last.safetensors')
-    t_epoch = whole['history'][-1]['seconds']
-    rng = random.Random(os.getpid())
-    _run(tmp_path / 'killed', kill_after=rng.uniform(0.1, 1.8) * t_epoch)   # somewhere in epochs 2-3
-    partial = load_state(tmp_path / 'killed' / 'ann-last.safetensors')
-    assert 1 <= partial['epoch'] < 4, f"the kill should land mid-run, it landed after epoch {partial['epoch']}"
-    _run(tmp_path / 'killed')
-    resumed = load_state(tmp_path / 'killed' / 'ann-last.safetensors')
-    assert resumed['epoch'] == 4
-    for k, v in whole['model'].items(): assert torch.equal(v, resumed['model'][k]), k
+    kill_resume_matches(TRAIN, tmp_path, 'ann-last.safetensors', epochs=4)
