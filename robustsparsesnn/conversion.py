@@ -6,7 +6,7 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/conversion.html.md"""
 
 # %% auto #0
 __all__ = ['METHODS', 'BN_STATS', 'nearest_rank', 'percentile_reference', 'percentile', 'calibration_batches', 'batch_norms',
-           'bn_batch_stats', 'estimate_bn_stats', 'pack_spikes', 'unpack_spikes', 'chain_stages',
+           'bn_batch_stats', 'estimate_bn_stats', 'pack_spikes', 'unpack_spikes', 'chain_stages', 'fed_layers',
            'calibrate_thresholds', 'check_compatible', 'convert']
 
 # %% ../nbs/07_conversion.ipynb #0b237664
@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 from .core import check_choice, check_range, progress
-from .neurons import IFNeuron, direct_coding, set_T, spiking_neurons
-from .layers import prunable_layers
-from .models import VGG
+from .neurons import IFNeuron, direct_coding, set_T, set_reset, spiking_neurons
+from .layers import MaskedConv2d, MaskedLinear, prunable_layers
+from .models import VGG, WideResNet
 
 # %% ../nbs/07_conversion.ipynb #1369b799
 def nearest_rank(n:int, # number of values
@@ -154,7 +154,7 @@ def _run(mods, x):
     return x
 
 @torch.no_grad()
-def _calibrate_chain(model, batches, T_c, rho, dev, bar):
+def _calibrate_chain(model, batches, T_c, rho, dev, bar, setter):
     stages, cache, raw = chain_stages(model), [None] * len(batches), []
     for i, stage in enumerate(stages):
         pre, neuron = stage[:-1], stage[-1]
@@ -162,7 +162,7 @@ def _calibrate_chain(model, batches, T_c, rho, dev, bar):
                                else unpack_spikes(cache[b]))
         v = 0.
         for b, x in enumerate(batches): v = max(v, percentile(_run(pre, inputs(b, x)), rho))
-        raw.append(v); _set_threshold(neuron, v)
+        raw.append(v); setter(neuron, v)
         if i + 1 < len(stages):
             for b, x in enumerate(batches): cache[b] = pack_spikes(neuron(_run(pre, inputs(b, x))))
         bar.update()
@@ -171,7 +171,7 @@ def _calibrate_chain(model, batches, T_c, rho, dev, bar):
 class _Stop(Exception): pass
 
 @torch.no_grad()
-def _calibrate_truncate(model, batches, T_c, rho, dev, bar):
+def _calibrate_truncate(model, batches, T_c, rho, dev, bar, setter):
     raw = []
     for _, neuron in spiking_neurons(model):
         vals = []
@@ -182,11 +182,11 @@ def _calibrate_truncate(model, batches, T_c, rho, dev, bar):
                 try: model(x.to(dev))
                 except _Stop: pass
         finally: h.remove()
-        v = max([0.] + vals); raw.append(v); _set_threshold(neuron, v); bar.update()
+        v = max([0.] + vals); raw.append(v); setter(neuron, v); bar.update()
     return raw
 
 @torch.no_grad()
-def _calibrate_reference(model, batches, T_c, rho, dev, bar):
+def _calibrate_reference(model, batches, T_c, rho, dev, bar, setter):
     raw = []
     for _, neuron in spiking_neurons(model):
         store = []
@@ -196,18 +196,52 @@ def _calibrate_reference(model, batches, T_c, rho, dev, bar):
         finally: h.remove()
         v = 0.
         for a in store: v = max(v, percentile_reference(a, rho))
-        raw.append(v); _set_threshold(neuron, v); bar.update()
+        raw.append(v); setter(neuron, v); bar.update()
     return raw
 
 def _set_threshold(neuron, v):
     neuron.threshold.data.fill_(max(float(v), neuron.floor))
+
+def fed_layers(model:nn.Module # a VGG or WideResNet
+              ) -> dict: # {IFNeuron: [masked layers whose input is that neuron's spikes]}
+    "Which prunable layers each spiking neuron feeds (through pooling and flattening, not through another neuron)."
+    if isinstance(model, VGG):
+        out, last = {}, None
+        for m in list(model.features) + list(model.classifier):
+            if isinstance(m, IFNeuron): last = m
+            elif isinstance(m, (MaskedConv2d, MaskedLinear)) and last is not None: out[last] = [m]; last = None
+        return out
+    if isinstance(model, WideResNet):
+        out = {model.head[1]: [model.head[4]]}
+        for b in model.blocks:
+            out[b.act1] = [b.conv1] + ([b.shortcut] if b.shortcut is not None else [])
+            out[b.act2] = [b.conv2]
+        return out
+    raise ValueError(f"folding thresholds needs to know which layers each neuron feeds: VGG or WideResNet, "
+                     f"got {type(model).__name__}")
+
+def _set_and_fold(fed, lam):
+    "A threshold setter that sets lambda * v and scales the weights the neuron feeds by the threshold in use."
+    @torch.no_grad()
+    def setter(neuron, v):
+        _set_threshold(neuron, lam * v)
+        for layer in fed.get(neuron, []): layer.weight.mul_(neuron.vth)
+    return setter
+
+class _eval:
+    "Context: the whole model in eval mode (BN with its running statistics), training flags restored after."
+    def __init__(self, model): self.model = model
+    def __enter__(self): self.flags = [(m, m.training) for m in self.model.modules()]; self.model.eval()
+    def __exit__(self, *exc):
+        for m, t in self.flags: m.training = t
 
 def calibrate_thresholds(model:nn.Module, # the SNN to calibrate (weights in place; thresholds are overwritten)
                          batches:list, # calibration image tensors (`calibration_batches`)
                          T_c:int=100, # calibration time steps (direct coding)
                          rho:float=99.7, # percentile of the pre-activations, in (0, 100]
                          lam:float=0.3, # scale of the thresholds (lambda), > 0
-                         method:str='auto' # 'auto' (chain when possible, else truncate), 'chain', 'truncate', 'reference'
+                         method:str='auto', # 'auto' (chain when possible, else truncate), 'chain', 'truncate', 'reference'
+                         fold:bool=False # rate-exact scheme: BN in eval mode, each threshold folded into the weights it feeds
                         ) -> dict: # {neuron name: V_th (scaled)}, and `raw`: the unscaled percentiles
     "Algorithm 1, lines 4-16: per-layer thresholds from the rho-percentile of the pre-activations, times lambda."
     _check_calibration(T_c, rho, lam)
@@ -221,9 +255,10 @@ def calibrate_thresholds(model:nn.Module, # the SNN to calibrate (weights in pla
     saved_T = {m: m.T for m in model.modules() if hasattr(m, 'T') and isinstance(getattr(m, 'T'), int)}
     set_T(model, T_c)
     fn = dict(chain=_calibrate_chain, truncate=_calibrate_truncate, reference=_calibrate_reference)[method]
+    setter = _set_and_fold(fed_layers(model), lam) if fold else _set_threshold
     bar = progress(total=len(neurons), desc=f'calibrating thresholds ({method})', leave=False)
     try:
-        with bn_batch_stats(model): raw = fn(model, batches, T_c, rho, dev, bar)   # lines 4-12 (unscaled)
+        with (_eval if fold else bn_batch_stats)(model): raw = fn(model, batches, T_c, rho, dev, bar, setter)  # lines 4-12
     finally:
         bar.close()
         for m, t in saved_T.items(): m.T = t
@@ -249,7 +284,7 @@ def check_compatible(state:dict, # the ANN's state dict
                 ([f"not in the SNN: {unexpected[:4]}{' ...' if len(unexpected) > 4 else ''}"] if unexpected else [])
         raise ValueError("the ANN's layers do not match the SNN's (another architecture or width?): " + ', '.join(parts))
 
-BN_STATS = ('spiking', 'reset')
+BN_STATS = ('spiking', 'reset', 'ann')
 
 def convert(ann, # the robust sparse ANN: a model (any T), or its state dict (then `snn` is required)
             data, # calibration data: a training loader, a list of (x, y) batches or an image tensor
@@ -260,8 +295,10 @@ def convert(ann, # the robust sparse ANN: a model (any T), or its state dict (th
             lam:float=0.3, # threshold scale lambda, > 0
             n_batches:int=10, # calibration batches
             batch_size:int=64, # images per calibration batch
-            bn_stats:str='spiking', # 'spiking': re-estimate BN statistics on the spiking data at T; 'reset': leave them reset
-            method:str='auto' # calibration method (see `calibrate_thresholds`)
+            bn_stats:str='spiking', # 'spiking': re-estimate BN statistics on the spiking data at T; 'reset': leave them reset;
+                                    # 'ann': keep the ANN's and fold the thresholds into the weights (rate-exact scheme)
+            method:str='auto', # calibration method (see `calibrate_thresholds`)
+            reset:str=None # neuron reset: None keeps the model's ('hard', the paper's), or 'hard' / 'soft'
            ) -> nn.Module: # the SNN (with `.conversion`: thresholds, raw percentiles and settings)
     "Algorithm 1, lines 3-20: copy weights, BN affine parameters and masks; reset BN statistics; calibrate thresholds."
     _check_calibration(T_c, rho, lam)
@@ -279,14 +316,19 @@ def convert(ann, # the robust sparse ANN: a model (any T), or its state dict (th
     else:
         check_compatible(state, snn)
         snn.load_state_dict(state)
-    for bn in batch_norms(snn): bn.reset_running_stats()                       # statistics of the spiking data, not the ANN's
+    if reset is not None: set_reset(snn, reset)
+    fold = bn_stats == 'ann'
+    if fold: fed_layers(snn)                                                   # fails early for other architectures
+    else:
+        for bn in batch_norms(snn): bn.reset_running_stats()                   # statistics of the spiking data, not the ANN's
     batches = calibration_batches(data, n_batches, batch_size)
     t0 = time.time()
-    th = calibrate_thresholds(snn, batches, T_c, rho, lam, method)
+    th = calibrate_thresholds(snn, batches, T_c, rho, lam, method, fold=fold)
     set_T(snn, T)
     if bn_stats == 'spiking': estimate_bn_stats(snn, batches, T)
     for p in snn.parameters(): p.requires_grad_(True)
     raw = th.pop('raw')
     snn.conversion = dict(thresholds=th, raw=raw, T=T, T_c=T_c, rho=rho, lam=lam, n_batches=n_batches,
-                          batch_size=batch_size, bn_stats=bn_stats, seconds=time.time() - t0)
+                          batch_size=batch_size, bn_stats=bn_stats, reset=next(spiking_neurons(snn))[1].reset,
+                          seconds=time.time() - t0)
     return snn

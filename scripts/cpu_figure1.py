@@ -126,7 +126,9 @@ def main():
         cfg = snn_preset(cfg_name, epochs=a.epochs, eval_n=a.eval_n, eval_steps=a.eval_steps)
         seed_everything(1)
         model = make()
-        r = RunDir(out / ('conversion_ft' if key == 'conversion' else key), config=dict(T=a.T, n_train=a.n_train, batch_size=a.batch_size, **vars(cfg)), seed=1)
+        extra = {} if key == 'conversion' else dict(init='sparse', vth=1.0)     # e2e_snn's defaults, recorded
+        r = RunDir(out / ('conversion_ft' if key == 'conversion' else key),
+                   config=dict(T=a.T, n_train=a.n_train, batch_size=a.batch_size, **extra, **vars(cfg)), seed=1)
         t0 = time.time()
         hist = finetune(model, d, cfg, T=a.T, run=r, name='snn', restore_best=False)
         runs[key] = dict(history=hist, zero_set_is_ann_mask=all(zero_set_matches(model, masks).values()) if key != 'e2e_random' else None,

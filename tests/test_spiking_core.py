@@ -15,9 +15,9 @@ BPTT_MODES = [m for m in ENSEMBLE_MODES if parse_mode(m).kind == 'bptt']
 fast = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _run(f, x0, vth0, tau, mode, g):
+def _run(f, x0, vth0, tau, mode, g, reset='hard'):
     x, vth = x0.clone().requires_grad_(), torch.tensor(vth0, dtype=x0.dtype, requires_grad=True)
-    s = f(x, vth, tau, mode)
+    s = f(x, vth, tau, mode, reset=reset)
     (s * g).sum().backward()
     return s.detach(), x.grad, vth.grad
 
@@ -25,13 +25,14 @@ def _run(f, x0, vth0, tau, mode, g):
 @fast
 @given(T=st.integers(1, 8), shape=st.lists(st.integers(1, 5), min_size=1, max_size=3), mode=st.sampled_from(BPTT_MODES),
        tau=st.sampled_from([1.0, 0.9, 0.5]), vth=st.floats(0.05, 2.0), scale=st.floats(0.1, 3.0),
-       seed=st.integers(0, 2**16), dtype=st.sampled_from([torch.float32, torch.float64]))
-def test_fused_equals_plain_loop(T, shape, mode, tau, vth, scale, seed, dtype):
+       seed=st.integers(0, 2**16), dtype=st.sampled_from([torch.float32, torch.float64]),
+       reset=st.sampled_from(['hard', 'soft']))
+def test_fused_equals_plain_loop(T, shape, mode, tau, vth, scale, seed, dtype, reset):
     gen = torch.Generator().manual_seed(seed)
     x0 = (torch.randn(T, *shape, generator=gen) * scale + 0.3 * vth).to(dtype)
     g = torch.randn(T, *shape, generator=gen).to(dtype)
-    s1, gx1, gt1 = _run(if_spikes, x0, vth, tau, mode, g)
-    s2, gx2, gt2 = _run(if_reference, x0, vth, tau, mode, g)
+    s1, gx1, gt1 = _run(if_spikes, x0, vth, tau, mode, g, reset)
+    s2, gx2, gt2 = _run(if_reference, x0, vth, tau, mode, g, reset)
     assert torch.equal(s1, s2)
     assert set(s1.unique().tolist()) <= {0.0, 1.0}
     torch.testing.assert_close(gx1, gx2, rtol=0, atol=1e-6)
@@ -46,6 +47,14 @@ def test_if_count_with_hard_reset(k, j, T):
     n = int(if_spikes(torch.full((T, 1), c), V).sum())
     assert n == T // math.ceil(V / c)
     assert n <= math.floor(c * T / V)                      # never more than a soft reset would give
+
+
+@fast
+@given(k=st.integers(0, 16), j=st.integers(1, 16), T=st.integers(1, 40))
+def test_if_count_with_soft_reset(k, j, T):
+    "Constant input c = k/16 <= V = j/8 + 1 (exact in binary): a soft reset fires exactly floor(c T / V) times."
+    c, V = k / 16, j / 8 + 1
+    assert int(if_spikes(torch.full((T, 1), c), V, reset='soft').sum()) == math.floor(c * T / V)
 
 
 @fast
@@ -211,7 +220,8 @@ def test_model_gradient_fused_equals_reference_loop(monkeypatch):
     grads = []
     for patch in (False, True):
         if patch:
-            monkeypatch.setattr(N.IFSpike, 'apply', staticmethod(lambda x, vth, tau, mode, save=True: N.if_reference(x, vth, tau, mode)))
+            monkeypatch.setattr(N.IFSpike, 'apply', staticmethod(lambda x, vth, tau, mode, save=True, soft=False:
+                                                N.if_reference(x, vth, tau, mode, reset='soft' if soft else 'hard')))
         xa = x.clone().requires_grad_()
         m.zero_grad(); m.set_mode('pwl:1')(xa).logsumexp(1).sum().backward()
         grads.append((xa.grad, [n.threshold.grad.clone() for n in m.modules() if isinstance(n, IFNeuron)]))
