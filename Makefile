@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+DOCS_STAMP := $(VENV)/.docs-installed-stamp
 
-.PHONY: setup demo test test-nbs test-py test-slow export bench readme help
+.PHONY: setup demo test test-nbs test-py test-slow export bench readme docs docs-serve help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,3 +45,13 @@ bench: setup  ## print the benchmarks' numbers
 
 readme: setup  ## README.md from nbs/index.ipynb (nbdev-readme does the same where Quarto is installed)
 	$(BIN)/jupyter nbconvert --to markdown nbs/index.ipynb --output README --output-dir . --log-level WARN
+
+docs: setup $(DOCS_STAMP)  ## the docs site offline (no Quarto, no network) into _docs/: open _docs/index.html
+	$(BIN)/python docs/build.py
+
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs]"
+	touch $(DOCS_STAMP)
+
+docs-serve: docs  ## build the docs, then serve _docs/ on http://127.0.0.1:8000
+	$(BIN)/python -m http.server 8000 --bind 127.0.0.1 --directory _docs
