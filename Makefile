@@ -45,6 +45,7 @@ bench: setup  ## print the benchmarks' numbers
 
 readme: setup  ## README.md from nbs/index.ipynb (nbdev-readme does the same where Quarto is installed)
 	$(BIN)/jupyter nbconvert --to markdown nbs/index.ipynb --output README --output-dir . --log-level WARN
+	sed -i 's#](images/#](nbs/images/#g' README.md    # figures live in nbs/images/, beside the notebook
 
 docs: setup $(DOCS_STAMP)  ## the docs site offline (no Quarto, no network) into _docs/: open _docs/index.html
 	$(BIN)/python docs/build.py
