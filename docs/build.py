@@ -248,6 +248,8 @@ class Stager:
             if not dst.exists() or dst.read_text() != text: dst.write_text(text)   # unchanged: Sphinx skips it
         for d in SRC.glob('*.ipynb'):
             if d.name not in keep: d.unlink()
+        for d in (ROOT/'nbs').iterdir():     # figures beside the notebooks (nbs/images/), for their relative links
+            if d.is_dir() and not d.name.startswith(('.', '_')): shutil.copytree(d, SRC/d.name, dirs_exist_ok=True)
 
 
 def stage_mathjax():
