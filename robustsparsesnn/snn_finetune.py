@@ -122,7 +122,7 @@ def snn_health(model:nn.Module # an SNN
     "Thresholds vs their floor, and no NaN/inf anywhere in the parameters and buffers."
     ns = list(spiking_neurons(model))
     return dict(thresholds_above_floor=all(m.threshold.item() >= m.floor for _, m in ns),   # the trainable parameters
-                in_use_above_floor=all(m.vth.item() >= m.floor for _, m in ns),            # max(threshold, floor)
+                in_use_above_floor=all(m.vth.item() >= m.floor * (1 - 1e-6) for _, m in ns),  # max(threshold, floor), float rounding
                 below_floor=[n for n, m in ns if m.threshold.item() < m.floor],
                 finite=all(torch.isfinite(t).all().item() for t in model.state_dict().values() if t.is_floating_point()),
                 min_threshold=min(m.threshold.item() for _, m in ns) if ns else None)
