@@ -20,6 +20,7 @@ from .core import check_choice, check_range, progress
 from .neurons import IFNeuron, direct_coding, set_T, set_reset, spiking_neurons
 from .layers import MaskedConv2d, MaskedLinear, prunable_layers
 from .models import VGG, WideResNet
+from .attacks import eval_mode
 
 # %% ../nbs/07_conversion.ipynb #1369b799
 def nearest_rank(n:int, # number of values
@@ -228,13 +229,6 @@ def _set_and_fold(fed, lam):
         for layer in fed.get(neuron, []): layer.weight.mul_(neuron.vth)
     return setter
 
-class _eval:
-    "Context: the whole model in eval mode (BN with its running statistics), training flags restored after."
-    def __init__(self, model): self.model = model
-    def __enter__(self): self.flags = [(m, m.training) for m in self.model.modules()]; self.model.eval()
-    def __exit__(self, *exc):
-        for m, t in self.flags: m.training = t
-
 def calibrate_thresholds(model:nn.Module, # the SNN to calibrate (weights in place; thresholds are overwritten)
                          batches:list, # calibration image tensors (`calibration_batches`)
                          T_c:int=100, # calibration time steps (direct coding)
@@ -258,7 +252,7 @@ def calibrate_thresholds(model:nn.Module, # the SNN to calibrate (weights in pla
     setter = _set_and_fold(fed_layers(model), lam) if fold else _set_threshold
     bar = progress(total=len(neurons), desc=f'calibrating thresholds ({method})', leave=False)
     try:
-        with (_eval if fold else bn_batch_stats)(model): raw = fn(model, batches, T_c, rho, dev, bar, setter)  # lines 4-12
+        with (eval_mode if fold else bn_batch_stats)(model): raw = fn(model, batches, T_c, rho, dev, bar, setter)  # lines 4-12
     finally:
         bar.close()
         for m, t in saved_T.items(): m.T = t

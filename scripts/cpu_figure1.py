@@ -123,8 +123,8 @@ def main():
         save_json(out / 'results.json', res)
     print('conversion:', json.dumps({k: v for k, v in res['conversion'].items() if k != 'thresholds'}), flush=True)
 
-    # 3. the three SNN trainings
-    runs = {}
+    # 3. the three SNN trainings (4. their final test evaluation)
+    runs, (xs, ys) = {}, map(torch.cat, zip(*d.test))
     for key, make, cfg_name in (
             ('conversion', lambda: snn, 'snn_cpu'),
             ('e2e_random', lambda: e2e_snn(new_model(d.spec), ann, 'random', seed=0, T=a.T), 'e2e_cpu'),
@@ -142,13 +142,11 @@ def main():
         print(key, json.dumps([{k: round(v, 4) for k, v in h.items()} for h in hist]), flush=True)
         final = res.setdefault('final_test', {})
         if key not in final:                      # 4. the final weights under PGD_ens at 8/255 (the paper's Figure 1 attack)
-            xs, ys = map(torch.cat, zip(*d.test))
             t0 = time.time()
             r_ens = EnsembleAttack('pgd', eps=8/255, steps=10, seed=0).run(model.eval(), xs[:a.n_ens], ys[:a.n_ens])
             final[key] = dict(n=a.n_ens, clean=r_ens.clean_acc, pgd_ens=r_ens.robust_acc, seconds=round(time.time() - t0))
             save_json(out / 'results.json', res)
         if 'square' not in final[key]:            # black-box check: is a white-box number held up by masked gradients?
-            xs, ys = map(torch.cat, zip(*d.test))
             t0 = time.time()
             sq = robust_accuracy(model.eval(), make_attack('square', eps=8/255, n_queries=a.square_queries), (xs[:a.n_ens], ys[:a.n_ens]))
             final[key].update(square=sq['robust'], square_queries=a.square_queries, square_seconds=round(time.time() - t0))
