@@ -48,7 +48,9 @@ def check_round_trip(snn, x, tmp_path=None):
     shape = tuple(x.shape[1:])
     graph = to_nir(snn, shape)
     assert {type(v).__name__ for v in graph.nodes.values()} <= NODE_TYPES
-    for name, l in prunable_layers(snn): assert np.count_nonzero(graph.nodes[name].weight) == l.kept, name
+    for name, l in prunable_layers(snn):       # zeros exactly where weight * mask is zero (a kept weight can be 0.0 itself)
+        nonzero = (l.weight * l.mask_in_use() != 0).cpu().numpy()
+        assert np.array_equal(graph.nodes[name].weight != 0, nonzero) and nonzero.sum() <= l.kept, name
     for name, m in spiking_neurons(snn): assert np.all(graph.nodes[name].v_threshold == m.vth.item()), name
     with torch.no_grad():
         ref = snn(x)
