@@ -124,17 +124,19 @@ class IFSpike(torch.autograd.Function):
     "Eq. 1-3 over all steps: (T, B, ...) input currents -> (T, B, ...) binary spikes; backward per `mode`."
     @staticmethod
     def forward(ctx, x:Tensor, vth:Tensor, tau:float, mode:GradMode, save:bool=True, soft:bool=False):
+        bptt = save and mode.kind == 'bptt'
         spikes, v = torch.empty_like(x), torch.zeros_like(x[0])
-        vpre = torch.empty_like(x) if save and mode.kind == 'bptt' else None
+        vpre = torch.empty_like(x) if bptt else None           # v(t^-) of every step, for the backward
+        scratch = None if bptt else torch.empty_like(x[0])
         for t in range(x.shape[0]):
-            h = (v.mul_(tau) if tau != 1 else v).add_(x[t])    # Eq. 1, in place: v becomes v(t^-)
-            s = h >= vth                                        # Eq. 2
-            if vpre is not None: vpre[t] = h
-            spikes[t] = s
-            v = h.sub_(s * vth) if soft else h.masked_fill_(s, 0.)   # Eq. 3: soft or hard reset
+            h = vpre[t] if bptt else scratch
+            torch.add(v.mul_(tau) if tau != 1 else v, x[t], out=h)       # Eq. 1: v(t^-)
+            torch.ge(h, vth, out=spikes[t])                                # Eq. 2, written as float
+            if soft: torch.addcmul(h, spikes[t], vth, value=-1, out=v)    # Eq. 3 soft: v = v(t^-) - s V_th
+            else: torch.addcmul(h, h, spikes[t], value=-1, out=v)         # Eq. 3 hard: v = v(t^-) - s v(t^-)
         ctx.tau, ctx.mode, ctx.soft = tau, mode, soft
         if not save: return spikes                              # inference: nothing kept for backward
-        if mode.kind == 'bptt': ctx.save_for_backward(vpre, vth)
+        if bptt: ctx.save_for_backward(vpre, vth)
         elif mode.kind == 'bptr': ctx.save_for_backward(spikes.sum(0) > 0, vth)
         else: ctx.save_for_backward(x.mean(0), vth)
         return spikes
@@ -151,16 +153,22 @@ def _spike(x, vth, tau, mode, soft=False):
     save = torch.is_grad_enabled() and (x.requires_grad or vth.requires_grad)
     return IFSpike.apply(x, vth, tau, mode, save, soft)
 
+def _surrogate_(mode:GradMode, u:Tensor) -> Tensor:
+    "`mode.surrogate(u)` computed in place in `u` (the same floating-point operations, so the same bits)."
+    p = mode.params
+    if mode.name == 'pwl': return u.abs_().neg_().add_(p[0]).clamp_min_(0).div_(p[0]**2)
+    if mode.name == 'exp': return u.abs_().mul_(-p[1]).exp_().mul_(p[0])
+    if mode.name == 'rect': return torch.lt(u.abs_(), p[0] / 2, out=u).div_(p[0])
+    return u.fill_(1.)                                          # 'ste'
+
 def _bptt_backward(g, vpre, vth, tau, mode, soft=False):
-    "Reverse loop of BPTT through Eq. 1-3 with the reset path detached (a soft reset passes v(t^-) on whole)."
-    gx, gth, gv = torch.empty_like(g), g.new_zeros(()), None
-    for t in reversed(range(g.shape[0])):
-        h = vpre[t]
-        gs = g[t] * mode.surrogate(h - vth)     # through the spike, Eq. 2
-        gth = gth - gs.sum()
-        gh = gs if gv is None else gs + (gv if soft else gv * (h < vth))   # through Eq. 3, reset constant
-        gx[t] = gh
-        gv = gh * tau                           # Eq. 1
+    "BPTT through Eq. 1-3, reset path detached: dL/dv(t^-) = g_t s'(u_t) + tau (1 - sigma_t) dL/dv(t+1^-)."
+    gx = _surrogate_(mode, vpre - vth).mul_(g)                 # through the spike (Eq. 2), all steps at once
+    gth = -gx.sum()
+    keep = None if soft else torch.empty_like(vpre[0])         # 1 - sigma_t, the detached hard-reset gate
+    for t in range(g.shape[0] - 2, -1, -1):                    # through Eq. 3 and Eq. 1, last step first
+        if soft: gx[t].add_(gx[t + 1], alpha=tau)
+        else: gx[t].addcmul_(gx[t + 1], torch.lt(vpre[t], vth, out=keep), value=tau)
     return gx, gth
 
 def _rate_backward(g, saved, vth, mode):

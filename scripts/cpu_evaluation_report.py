@@ -27,7 +27,7 @@ ANN = '/work/runs/cpu_preset_ann/cpu_ann/ann.safetensors'
 
 def build_snn(args, data, run):
     "The SNN to evaluate and a sentence saying where it came from."
-    def fresh(): return vgg11(num_classes=10, in_channels=1, width=0.25, mean=data.spec.mean, std=data.spec.std)
+    def fresh(): return vgg11(num_classes=10, in_channels=data.spec.in_channels, width=0.25, mean=data.spec.mean, std=data.spec.std)
     ann = fresh(); ann.load_state_dict(load_state(args.ann)['model']); ann.eval()
     if args.snn:
         snn = fresh(); snn.load_state_dict(load_state(args.snn)['model'])
@@ -49,6 +49,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--out', default='runs/cpu_evaluation', help='run folder (resumable)')
     p.add_argument('--ann', default=ANN, help='the robust CPU-preset ANN checkpoint')
+    p.add_argument('--data', default='fashion-mnist', help="the data set (fashion-mnist or cifar10-jpeg)")
     p.add_argument('--snn', default=None, help='a converted/finetuned SNN checkpoint; default: convert the ANN here')
     p.add_argument('--T', type=int, default=8, help='SNN time steps')
     p.add_argument('--T-c', dest='T_c', type=int, default=16, help='calibration time steps when converting here')
@@ -76,9 +77,9 @@ def main(argv=None):
     if args.data_file:
         if not args.snn: raise SystemExit('--data-file needs --snn (converting needs the training data)')
         t = load_state(args.data_file); xs, ys = t['x'], t['y']
-        data = SimpleNamespace(spec=SimpleNamespace(mean=tuple(t['mean'].tolist()), std=tuple(t['std'].tolist())))
+        data = SimpleNamespace(spec=SimpleNamespace(mean=tuple(t['mean'].tolist()), std=tuple(t['std'].tolist()), in_channels=xs.shape[1]))
     else:
-        data = get_loaders('fashion-mnist', batch_size=128, n_train=10_000, n_val=1_000, n_test=1_000, seed=0)
+        data = get_loaders(args.data, batch_size=128, n_train=10_000, n_val=1_000, n_test=1_000, seed=0)
         xs, ys = map(torch.cat, zip(*data.test))
     ann, snn, origin = build_snn(args, data, run)
     ann, snn, xs, ys = ann.to(dev), snn.to(dev), xs.to(dev), ys.to(dev)

@@ -1,6 +1,6 @@
 """CPU-scale Figure 1: conversion + masked SNN finetuning vs end-to-end sparse adversarial SNN training.
 
-Fashion-MNIST, VGG-11 (width 0.25), 90% sparsity (LWM, uniform per layer). Stages, each resumable (checkpoints in
+Fashion-MNIST (or --data cifar10-jpeg), VGG-11 (width 0.25), 90% sparsity (LWM, uniform per layer). Stages, each resumable (checkpoints in
 the output folder; stop it and run it again to continue):
 
 1. sparse ANN: the robust CPU-preset ANN (scripts/cpu_preset_ann.py), LWM-pruned to 10% density per layer,
@@ -50,7 +50,7 @@ def lwm(model, density):
 
 
 def new_model(spec):
-    return vgg11(num_classes=10, in_channels=1, width=0.25, mean=spec.mean, std=spec.std)
+    return vgg11(num_classes=spec.num_classes, in_channels=spec.in_channels, width=0.25, mean=spec.mean, std=spec.std)
 
 
 def clean_acc(model, data, n):
@@ -61,6 +61,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--out', default='/work/runs/cpu_figure1')
     ap.add_argument('--ann', default=ANN)
+    ap.add_argument('--data', default='fashion-mnist', help="the data set of the ANN (fashion-mnist or cifar10-jpeg)")
     ap.add_argument('--T', type=int, default=4, help='SNN time steps of training and validation')
     ap.add_argument('--epochs', type=int, default=3)
     ap.add_argument('--n-train', type=int, default=1500, help='training images of the SNN runs')
@@ -81,7 +82,7 @@ def main():
     res['settings'] = vars(a)
 
     # 1. sparse ANN
-    d_ann = get_loaders('fashion-mnist', batch_size=128, n_train=a.n_train_ann, n_val=1_000, n_test=1_000, seed=0)
+    d_ann = get_loaders(a.data, batch_size=128, n_train=a.n_train_ann, n_val=1_000, n_test=1_000, seed=0)
     cfg_ann = preset('cpu_ann', epochs=1, eval_n=a.eval_n)
     run = RunDir(out / 'sparse_ann', config=dict(ann=a.ann, density=a.density, n_train=a.n_train_ann, **vars(cfg_ann)), seed=0)
     seed_everything(0)
@@ -99,7 +100,7 @@ def main():
     print('sparse ANN:', json.dumps({k: v for k, v in res['sparse_ann'].items() if k != 'layer_density'}), flush=True)
 
     # 2. conversion
-    d = get_loaders('fashion-mnist', batch_size=a.batch_size, n_train=a.n_train, n_val=1_000, n_test=1_000, seed=0)
+    d = get_loaders(a.data, batch_size=a.batch_size, n_train=a.n_train, n_val=1_000, n_test=1_000, seed=0)
     crun = RunDir(out / 'conversion', config=dict(T=a.T, n_train=a.n_train, batch_size=a.batch_size), seed=0)
     if crun.has('snn0'):
         snn = new_model(d.spec); snn.load_state_dict(crun.load('snn0')['model']); snn.set_T(a.T)
@@ -155,11 +156,11 @@ def main():
     res['runs'] = {**res.get('runs', {}), **runs}
     res['wall_clock_this_call_s'] = round(time.time() - t_start)
     save_json(out / 'results.json', res)
-    plot(res, out / 'figure1.png')
+    plot(res, out / 'figure1.png', d.spec.title)
     print(f"done in {time.time() - t_start:.0f} s; {out / 'figure1.png'}")
 
 
-def plot(res, path):
+def plot(res, path, title='Fashion-MNIST'):
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.4, 4))
@@ -175,7 +176,7 @@ def plot(res, path):
         ax.plot(ep, rb, '--s', color=colors[key], label=labels[key] + ' (PGD)')
     s = res['settings']
     ax.set(xlabel='SNN training epoch', ylabel='validation accuracy (%)',
-           title=f"Fashion-MNIST, VGG-11/4, {100 * (1 - s['density']):.0f}% sparse, T={s['T']}")
+           title=f"{title}, VGG-11/4, {100 * (1 - s['density']):.0f}% sparse, T={s['T']}")
     ax.grid(alpha=0.3); ax.legend(fontsize=7)
     fig.tight_layout(); fig.savefig(path, dpi=110)
 

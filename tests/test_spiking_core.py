@@ -35,8 +35,9 @@ def test_fused_equals_plain_loop(T, shape, mode, tau, vth, scale, seed, dtype, r
     s2, gx2, gt2 = _run(if_reference, x0, vth, tau, mode, g, reset)
     assert torch.equal(s1, s2)
     assert set(s1.unique().tolist()) <= {0.0, 1.0}
-    torch.testing.assert_close(gx1, gx2, rtol=0, atol=1e-6)
-    torch.testing.assert_close(gt1, gt2, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(gx1, gx2, rtol=1e-6, atol=1e-6)
+    tol = 1e-5 if dtype == torch.float32 else 1e-10        # dL/dV_th: a float32 sum over every step, in another order
+    torch.testing.assert_close(gt1, gt2, rtol=tol, atol=tol)
 
 
 @fast
