@@ -6,7 +6,7 @@ AdaptiveAvgPool2d(2), Flatten, Linear(c*4, 256w)-IF-Linear(256w, 256w)-IF-Linear
 (no leak), threshold 1, hard reset to 0 with the reset detached, piecewise-linear (triangular) surrogate max(0, 1 - |u|);
 direct coding (the same image at every step); logits = time mean of the last Linear's output.
 """
-import ctypes, ctypes.util, resource, statistics, time
+import resource, statistics, time
 
 import torch
 import torch.nn.functional as F
@@ -99,16 +99,16 @@ class SnnTorch:
 
 
 class OursWhatIf(Ours):
-    """Ours with the three changes that bench/bench_profile.py measures as what-ifs (bench/_whatif.py, applied at run
-    time, the package untouched): the lean IF function, the first conv + BN once for the T direct-coded copies, and
-    the model and input in channels_last."""
+    """Ours with the two changes that bench/bench_profile.py measures as what-ifs (bench/_whatif.py, applied at run
+    time, the package untouched): the first conv + BN once for the T direct-coded copies, and the model and input in
+    channels_last."""
     name = 'ours + what-ifs'
     def __init__(self, width, T=8, num_classes=10, in_channels=3):
         super().__init__(width, T, num_classes, in_channels)
         self.net = self.net.to(memory_format=torch.channels_last)
     def logits(self, x):
-        from _whatif import dedup_forward, lean_if
-        with lean_if(): return dedup_forward(self.net, x.contiguous(memory_format=torch.channels_last))
+        from _whatif import dedup_forward
+        return dedup_forward(self.net, x.contiguous(memory_format=torch.channels_last))
 
 
 FRAMEWORKS = {'ours': Ours, 'spikingjelly': SpikingJelly, 'snntorch': SnnTorch, 'ours-whatif': OursWhatIf}
@@ -207,12 +207,4 @@ def med(xs): return statistics.median(xs)
 
 
 # ---- glibc allocator: keep freed memory in the process (no mmap for large blocks, no trimming)
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-
-def keep_freed_memory():
-    """glibc `mallopt`: serve every allocation from the heap (M_MMAP_MAX = 0) and never give freed memory back
-    (M_TRIM_THRESHOLD = 2 GiB - 1). Large tensors are then reused instead of mmap'd, page-faulted and unmapped each time.
-    The same as running with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647. Returns whether both calls worked."""
-    try: libc = ctypes.CDLL(ctypes.util.find_library('c'))
-    except OSError: return False
-    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+from robustsparsesnn.core import keep_freed_memory

@@ -8,9 +8,9 @@ v_reset=0, PiecewiseQuadratic(alpha=1) = the triangle max(0, 1-|u|), detach_rese
 Leaky(beta=1, threshold=1, reset_mechanism='zero', custom triangular surrogate, init_hidden=True) in an
 nn.Sequential called once per time step. First a check that the three compute the same function (our weights
 copied into the peers, eval mode: logits and a weight gradient compared), then the parameter counts.
-A fourth row, 'ours + what-ifs', is NOT the package: our model with bench/_whatif.py's prototypes of three changes to
-robustsparsesnn applied at run time (a lean IF autograd function, the first conv + BN computed once for the T
-identical direct-coded copies, channels_last), as evidence of what those changes would buy in the same run
+A fourth row, 'ours + what-ifs', is NOT the package: our model with bench/_whatif.py's prototype of a change to
+robustsparsesnn applied at run time (the first conv + BN computed once for the T identical direct-coded copies), in
+channels_last, as evidence of what those changes would buy in the same run
 (leave it out with --frameworks ours spikingjelly snntorch).
 
 Time: the steps of the frameworks run interleaved (the order rotates every repetition) after the warm-up steps, so
@@ -132,7 +132,7 @@ def main(argv=None):
     ap.add_argument('--malloc', default='both', choices=['default', 'tuned', 'both'])
     ap.add_argument('--channels-last', action='store_true', help='model and input in channels_last (all frameworks)')
     ap.add_argument('--frameworks', nargs='+', default=list(FRAMEWORKS), choices=list(FRAMEWORKS),
-                    help="ours-whatif: ours with bench/_whatif.py's lean IF, layer 1 once and channels_last")
+                    help="ours-whatif: ours with bench/_whatif.py's layer 1 once, and channels_last")
     ap.add_argument('--no-check', action='store_true', help='skip the same-function check')
     a = ap.parse_args(argv)
     per = lambda xs, i: xs[min(i, len(xs) - 1)]
@@ -159,7 +159,7 @@ def main(argv=None):
     print("\nparams = weights + biases + BN affine parameters (the same in the three); '+15' = our trainable thresholds, "
           "one per IF layer. ours/this = this framework's seconds per step / ours (above 1: ours is faster). "
           "'ours + what-ifs' is NOT the package: it runs bench/_whatif.py's prototypes of changes to robustsparsesnn "
-          "(lean IF function, layer 1 once for the T copies, channels_last) on our model, as evidence for them; "
+          "(layer 1 once for the T copies, channels_last) on our model, as evidence for them; "
           "it always runs in channels_last, the peers only with --channels-last.")
 
 

@@ -7,12 +7,11 @@ wins measured against it, without editing the package.
 2. Variants, timed interleaved in one process (median of --reps steps each after --warmup; images/s = 64 / median):
    settings a user can switch without touching robustsparsesnn (channels_last model and input; bfloat16 autocast,
    which also makes the IF neurons integrate in bfloat16, so it is not the same computation; torch.compile with
-   --compile), and what-if prototypes of changes inside the package (bench/_whatif.py, applied at run time in this
-   process, each checked against the package first): a leaner IF autograd function, the first conv + BN computed once
-   for the T identical direct-coded copies, and both together with channels_last. Then (--malloc both, the default)
-   the same variants again after mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB) in this process (bench/_snn_peers.py:
-   large blocks reused instead of mmap'd and page-faulted at every allocation), and the profile of the variant with
-   all three what-if changes ("profile after").
+   --compile), and a what-if prototype of a change inside the package (bench/_whatif.py, applied at run time in this
+   process, checked against the package first): the first conv + BN computed once for the T identical direct-coded
+   copies, alone and together with channels_last. Then (--malloc both, the default) the same variants again after
+   mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB) in this process (core.keep_freed_memory: large blocks reused instead
+   of mmap'd and page-faulted at every allocation), and the profile of the package with that allocator.
 
     nice -n 5 .venv/bin/python bench/bench_profile.py [--width 0.25] [--steps 3] [--reps 8] [--warmup 2] [--threads 1] \
         [--malloc both|default|tuned] [--compile]
@@ -25,7 +24,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from _snn_peers import Trainer, interleaved, keep_freed_memory, med
-from _whatif import check_lean_if, dedup_forward, lean_if, time_if_layer
+from _whatif import dedup_forward
 from bench_peers import machine
 
 
@@ -58,15 +57,14 @@ def profile_before(width, steps, T, batch, top=15):
 
 
 def profile_after(width, T, batch, steps, top=10):
-    "The same profile for the what-if variant with all three changes (lean IF, layer 1 once, channels_last)."
-    al = Trainer('ours', width, T, batch, channels_last=True); al.fw.logits = lambda x: dedup_forward(al.net, x)
-    with lean_if():
-        al.step(); al.step()
-        with profile(activities=[ProfilerActivity.CPU]) as p:
-            for _ in range(steps): al.step()
+    "The same profile for the package in this process's allocator (run last: after keep_freed_memory)."
+    pk = Trainer('ours', width, T, batch)
+    pk.step(); pk.step()
+    with profile(activities=[ProfilerActivity.CPU]) as p:
+        for _ in range(steps): pk.step()
     ev = p.key_averages()
     total = sum(e.self_cpu_time_total for e in ev)
-    print(f"\nprofile after (what-if: lean IF + layer 1 once + channels_last, this allocator), top {top} by self CPU time:")
+    print(f"\nprofile of the package with this allocator, top {top} by self CPU time:")
     for e in sorted(ev, key=lambda e: -e.self_cpu_time_total)[:top]:
         print(f"{e.key[:43]:<44}{e.self_cpu_time_total / 1e3 / steps:>17.1f}{e.self_cpu_time_total / total:>8.1%}"
               f"{e.count / steps:>11.0f}")
@@ -83,16 +81,10 @@ def variants(width, T, batch, compile_):
         with torch.autocast('cpu', dtype=torch.bfloat16): z = bf.net(bf.x)
         F.cross_entropy(z.float(), bf.y).backward(); bf.opt.step()
     out['bfloat16 autocast (not exact)'] = bf16_step
-    li = Trainer('ours', width, T, batch)
-    def lean_step():
-        with lean_if(): li.step()
-    out['what-if: lean IF function'] = lean_step
     dd = Trainer('ours', width, T, batch); dd.fw.logits = lambda x: dedup_forward(dd.net, x)
     out['what-if: layer 1 once for T copies'] = dd.step
     al = Trainer('ours', width, T, batch, channels_last=True); al.fw.logits = lambda x: dedup_forward(al.net, x)
-    def all_step():
-        with lean_if(): al.step()
-    out['what-if: both + channels_last'] = all_step
+    out['what-if: layer 1 once + channels_last'] = al.step
     if compile_:
         co = Trainer('ours', width, T, batch); co.fw.logits = torch.compile(co.net)
         t = time.perf_counter(); co.step(); print(f"torch.compile: first step (compilation) {time.perf_counter() - t:.0f} s")
@@ -118,14 +110,6 @@ def main(argv=None):
     phases = ['default', 'tuned'] if a.malloc == 'both' else [a.malloc]
     if phases[0] == 'tuned': print(f"allocator tuned: {keep_freed_memory()}")
     profile_before(a.width, a.steps, a.T, a.batch)
-    same, dx, dth = check_lean_if()
-    print(f"\nlean IF vs the package's IFSpike (8x16x8x16x16, pwl:1): spikes identical {same}, max rel. diff dL/dx {dx:.1e}, "
-          f"dL/dV_th {dth:.1e}")
-    for ph in phases:
-        if ph == 'tuned' and phases[0] != 'tuned': keep_freed_memory()
-        t = time_if_layer()
-        print(f"one IF layer, (T, B, C, H, W) = (8, 64, 16, 32, 32) (VGG-16 width 0.25, block 1), allocator {ph}: "
-              + ', '.join(f"{n} {w} {v:.1f} ms" for (n, w), v in t.items()))
     for ph in phases:
         if ph == 'tuned' and phases[0] != 'tuned': print(f"\n== allocator: mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB) -> {keep_freed_memory()}")
         elif ph == 'default': print("\n== allocator: glibc default")
