@@ -458,10 +458,17 @@ def _quota(counts:torch.Tensor, n:int) -> torch.Tensor:
     q[order[:n - int(q.sum())]] += 1
     return q
 
+def _interleave(parts:list) -> torch.Tensor:
+    "Merge per-class index lists so that every prefix takes from each class in proportion to its list's length."
+    parts = [p for p in parts if len(p)]
+    if not parts: return torch.zeros(0, dtype=torch.long)
+    keys = torch.cat([(torch.arange(len(p), dtype=torch.float64) + 0.5) / len(p) for p in parts])
+    return torch.cat(parts)[torch.argsort(keys, stable=True)]
+
 def stratified_split(labels:torch.Tensor, # int labels of the whole set
                      sizes:list, # size of each subset; None (last only) takes all that is left
                      seed:int=0): # seed of the per-class permutations
-    "Disjoint, class-stratified, seed-reproducible index subsets of `labels`, one per entry of `sizes`."
+    "Disjoint, class-stratified, seed-reproducible index subsets of `labels`, one per entry of `sizes`, in interleaved order."
     K = int(labels.max()) + 1
     counts = torch.bincount(labels, minlength=K)
     g = torch.Generator().manual_seed(seed)
@@ -470,7 +477,7 @@ def stratified_split(labels:torch.Tensor, # int labels of the whole set
     left, used, out = counts.clone(), torch.zeros(K, dtype=torch.long), []
     for n in sizes:
         q = left.clone() if n is None else _quota(left, n)
-        out.append(torch.cat([perms[k][used[k]:used[k] + q[k]] for k in range(K)]).sort().values)
+        out.append(_interleave([perms[k][used[k]:used[k] + q[k]] for k in range(K)]))
         used += q; left -= q
     return out
 

@@ -414,6 +414,11 @@ def test_stratified_split_properties(counts, frac, seed):
         got = torch.bincount(labels[idx], minlength=len(counts)).double()
         if left is not None: assert ((got - n * cnt / N).abs() < 1 + 1e-9).all()       # proportional, +-1
     assert all(torch.equal(a, b) for a, b in zip(stratified_split(labels, [n_val, n_tr, None], seed), (val, tr, rest)))
+    for idx in (val, tr):                       # interleaved: every prefix takes from each class in proportion (+-1)
+        q = torch.bincount(labels[idx], minlength=len(counts)).double()
+        for m in range(1, len(idx) + 1, max(1, len(idx) // 7)):
+            got = torch.bincount(labels[idx[:m]], minlength=len(counts)).double()
+            assert ((got - m * q / len(idx)).abs() <= 1 + 1e-9).all(), (m, got.tolist(), q.tolist())
 
 
 def test_stratified_balanced_and_seeded():
