@@ -1,7 +1,7 @@
 """Profile of our SNN training step (VGG-16 width 0.25, T = 8, batch 64, 32x32x3, forward + BPTT + SGD) and the cheap
 wins measured against it, without editing the package.
 
-1. "Profile before": torch.profiler over --steps training steps (after a warm-up), the top 15 operations by self CPU
+1. The profile of the package as it is: torch.profiler over --steps training steps (after a warm-up), the top 15 operations by self CPU
    time, the IF neurons' share (IFSpike forward + IFSpikeBackward, CPU total), and the minor page faults and system
    time per step (getrusage).
 2. Variants, timed interleaved in one process (median of --reps steps each after --warmup; images/s = 64 / median):
@@ -38,7 +38,7 @@ def profile_before(width, steps, T, batch, top=15):
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     ev = p.key_averages()
     total = sum(e.self_cpu_time_total for e in ev)
-    print(f"\n== profile before: {steps} training steps of our VGG-16 width {width} (T={T}, batch {batch}), "
+    print(f"\n== profile of the package as is (this allocator): {steps} training steps of our VGG-16 width {width} (T={T}, batch {batch}), "
           f"{wall * 1e3:.0f} ms/step under the profiler; top {top} operations by self CPU time")
     print(f"{'operation':<44}{'self CPU ms/step':>17}{'share':>8}{'calls/step':>11}")
     for e in sorted(ev, key=lambda e: -e.self_cpu_time_total)[:top]:
