@@ -59,6 +59,8 @@ def finetune(snn:nn.Module, # the converted SNN (`conversion.convert`), or an E2
     set_T(snn, T); set_mode(snn, mode)
     for _, n in spiking_neurons(snn): n.threshold.requires_grad_(True)
     mask_weights_(snn)
+    if all(p.device.type == 'cpu' for p in snn.parameters()):
+        snn.to(memory_format=torch.channels_last)      # oneDNN's fastest layout: about 1.3x per step on CPUs (bench/)
     return fit(snn, loaders, cfg, run=run, name=name, **fit_kw)
 
 # %% ../nbs/08_snn_finetune.ipynb #a4f6b358
