@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustsparsesnn.models import VGG_BLOCKS, vgg16
+from robustsparsesnn.snn_finetune import training_layout
 
 try:
     from spikingjelly.activation_based import functional as sj_functional, layer as sj_layer, neuron as sj_neuron, \
@@ -52,7 +53,8 @@ def _vgg16_layers(width, in_channels, num_classes, conv, bn, pool, apool, flat, 
 class Ours:
     name = 'robustsparsesnn'
     def __init__(self, width, T=8, num_classes=10, in_channels=3):
-        self.T, self.net = T, vgg16(num_classes=num_classes, in_channels=in_channels, width=width).set_T(T).set_mode('pwl:1')
+        net = vgg16(num_classes=num_classes, in_channels=in_channels, width=width).set_T(T).set_mode('pwl:1')
+        self.T, self.net = T, training_layout(net)     # the layout snn_finetune.finetune trains in (channels-last on a CPU)
     def logits(self, x): return self.net(x)        # direct coding and the time mean are inside the model
 
 

@@ -5,7 +5,8 @@ wins measured against it, without editing the package.
    time, the IF neurons' share (IFSpike forward + IFSpikeBackward, CPU total), and the minor page faults and system
    time per step (getrusage).
 2. Variants, timed interleaved in one process (median of --reps steps each after --warmup; images/s = 64 / median):
-   settings a user can switch without touching robustsparsesnn (channels_last model and input; bfloat16 autocast,
+   the package as finetune trains (channels-last weights on a CPU) against channels-first, settings a user can switch
+   without touching robustsparsesnn (bfloat16 autocast,
    which also makes the IF neurons integrate in bfloat16, so it is not the same computation; torch.compile with
    --compile), and a what-if prototype of a change inside the package (bench/_whatif.py, applied at run time in this
    process, checked against the package first): the first conv + BN computed once for the T identical direct-coded
@@ -74,7 +75,8 @@ def variants(width, T, batch, compile_):
     "{name: step function}, every model from the same seed."
     out = {}
     base = Trainer('ours', width, T, batch); out['baseline (package as is)'] = base.step
-    cl = Trainer('ours', width, T, batch, channels_last=True); out['channels_last'] = cl.step
+    cf = Trainer('ours', width, T, batch); cf.net.to(memory_format=torch.contiguous_format)
+    out['channels-first (the layout before)'] = cf.step
     bf = Trainer('ours', width, T, batch)
     def bf16_step():
         bf.opt.zero_grad(set_to_none=True)
