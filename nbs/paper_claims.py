@@ -67,7 +67,8 @@ def table1(ev:dict) -> list:
                     + ', '.join(f'{a} {v[-1]:.0%}' for a, v in white.items()) + ')'),
             Verdict(square >= best,
                     f"black-box Square (largest budget, {square:.0%}) is not stronger than the best white-box attack "
-                    f"({best:.0%}): no sign of masked gradients.")]
+                    f"({best:.0%}), the paper's sign that the ensemble's gradients are not masked; where it is stronger, "
+                    "the white-box numbers are upper bounds.")]
 
 
 def table_a1(ev:dict) -> list:
