@@ -48,28 +48,33 @@ def time_mean(y:Tensor, # (T*B, ...) outputs of the last layer
 
 # %% ../nbs/01_neurons.ipynb #b7e1c9a3
 def piecewise_linear(u:Tensor, # v(t^-) - V_th
-                     g:float=1.0 # width gamma_w
+                     g:float=1.0, # width gamma_w
+                     inplace:bool=False # overwrite `u` with the result (the BPTT backward saves a tensor this way)
                     ) -> Tensor:
     "Eq. 13: triangular surrogate max(0, g - |u|) / g^2 (area 1)."
-    return (g - u.abs()).clamp_min(0) / g**2
+    return (u if inplace else u.clone()).abs_().neg_().add_(g).clamp_min_(0).div_(g**2)
 
 def exponential(u:Tensor, # v(t^-) - V_th
                 gd:float=1.0, # height gamma_d
-                gs:float=1.0 # steepness gamma_s
+                gs:float=1.0, # steepness gamma_s
+                inplace:bool=False # overwrite `u` with the result
                ) -> Tensor:
     "Eq. 14: gd * exp(-gs * |u|)."
-    return gd * torch.exp(-gs * u.abs())
+    return (u if inplace else u.clone()).abs_().mul_(-gs).exp_().mul_(gd)
 
 def rectangular(u:Tensor, # v(t^-) - V_th
-                g:float=1.0 # width gamma_w
+                g:float=1.0, # width gamma_w
+                inplace:bool=False # overwrite `u` with the result
                ) -> Tensor:
     "Eq. 15: 1[|u| < g/2] / g (area 1)."
-    return (u.abs() < g / 2).to(u.dtype) / g
+    u = u if inplace else u.clone()
+    return torch.lt(u.abs_(), g / 2, out=u).div_(g)
 
-def straight_through(u:Tensor # v(t^-) - V_th
+def straight_through(u:Tensor, # v(t^-) - V_th
+                     inplace:bool=False # overwrite `u` with the result
                     ) -> Tensor:
     "STE: the identity, d spike / d v = 1."
-    return torch.ones_like(u)
+    return u.fill_(1.) if inplace else torch.ones_like(u)
 
 # %% ../nbs/01_neurons.ipynb #1866ce7a
 SURROGATES = {'pwl': piecewise_linear, 'exp': exponential, 'rect': rectangular, 'ste': straight_through}
@@ -89,9 +94,11 @@ class GradMode:
         "`bptt` for the surrogates, else the rate mode (`bptr`, `rga`) or `relu`."
         return 'bptt' if self.name in SURROGATES else self.name
 
-    def surrogate(self, u:Tensor) -> Tensor:
+    def surrogate(self, u:Tensor, # v(t^-) - V_th
+                  inplace:bool=False # overwrite `u` with the result
+                 ) -> Tensor:
         "d spike / d v at `u` = v(t^-) - V_th."
-        return SURROGATES[self.name](u, *self.params)
+        return SURROGATES[self.name](u, *self.params, inplace=inplace)
 
     def __str__(self): return self.name + (':' + ','.join(f'{p:g}' for p in self.params) if self.params else '')
 
@@ -153,17 +160,9 @@ def _spike(x, vth, tau, mode, soft=False):
     save = torch.is_grad_enabled() and (x.requires_grad or vth.requires_grad)
     return IFSpike.apply(x, vth, tau, mode, save, soft)
 
-def _surrogate_(mode:GradMode, u:Tensor) -> Tensor:
-    "`mode.surrogate(u)` computed in place in `u` (the same floating-point operations, so the same bits)."
-    p = mode.params
-    if mode.name == 'pwl': return u.abs_().neg_().add_(p[0]).clamp_min_(0).div_(p[0]**2)
-    if mode.name == 'exp': return u.abs_().mul_(-p[1]).exp_().mul_(p[0])
-    if mode.name == 'rect': return torch.lt(u.abs_(), p[0] / 2, out=u).div_(p[0])
-    return u.fill_(1.)                                          # 'ste'
-
 def _bptt_backward(g, vpre, vth, tau, mode, soft=False):
     "BPTT through Eq. 1-3, reset path detached: dL/dv(t^-) = g_t s'(u_t) + tau (1 - sigma_t) dL/dv(t+1^-)."
-    gx = _surrogate_(mode, vpre - vth).mul_(g)                 # through the spike (Eq. 2), all steps at once
+    gx = mode.surrogate(vpre - vth, inplace=True).mul_(g)      # through the spike (Eq. 2), all steps at once
     gth = -gx.sum()
     keep = None if soft else torch.empty_like(vpre[0])         # 1 - sigma_t, the detached hard-reset gate
     for t in range(g.shape[0] - 2, -1, -1):                    # through Eq. 3 and Eq. 1, last step first
