@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustsparsesnn.core import keep_freed_memory   # re-exported for the bench scripts: the allocator setting
 from robustsparsesnn.models import VGG_BLOCKS, vgg16
 from robustsparsesnn.snn_finetune import training_layout
 
@@ -206,7 +207,3 @@ def interleaved(steps, warmup, reps):
 
 
 def med(xs): return statistics.median(xs)
-
-
-# ---- glibc allocator: keep freed memory in the process (no mmap for large blocks, no trimming)
-from robustsparsesnn.core import keep_freed_memory

@@ -6,6 +6,7 @@ is not part of the package because it reads result files of scripts/, not the pa
 """
 import json, math
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 
@@ -54,7 +55,7 @@ def figure1(final:dict) -> list:
 def table1(ev:dict) -> list:
     "Table 1: attacks get stronger with eps; APGD-CE_ens is the strongest; Square is not stronger than white-box."
     E = {(e['model'], e['attack'], e['eps_label'], e['queries']): e['robust'] for e in ev['report']['entries'].values()}
-    labels = sorted({l for (m, a, l, q) in E if m == 'snn' and q is None}, key=lambda l: eval(l))
+    labels = sorted({l for (m, a, l, q) in E if m == 'snn' and q is None}, key=Fraction)
     white = {a: [E[('snn', a, l, None)] for l in labels] for a in ('FGSM_ens', 'PGD_ens', 'APGD-CE_ens', 'APGD-DLR_ens')
              if all(('snn', a, l, None) in E for l in labels)}
     square = max((q, r) for (m, a, l, q), r in E.items() if m == 'snn' and a == 'Square')[1]

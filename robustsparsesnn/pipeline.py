@@ -22,8 +22,8 @@ from pathlib import Path
 import tomli_w
 import torch
 
-from .core import (check_choice, check_range, RunDir, seed_everything, get_device, load_json, save_json, atomic_path,
-                                  keep_freed_memory)
+from .core import (check_choice, check_range, RunDir, seed_everything, get_device, load_json, save_json,
+                                  atomic_path, keep_freed_memory)
 from .data import get_loaders, get_spec, DATASETS
 from .models import vgg11, vgg16, wrn28_4
 from .training import TrainConfig, fit, preset as train_preset
@@ -616,7 +616,7 @@ def sweep(cfg:RunConfig, # the base configuration (its [prune] method and sparsi
 
 # %% ../nbs/11_pipeline.ipynb #1d3baab6
 def _curves(rows:list):
-    "{method: [(sparsity, row)]}, each curve starting at the shared dense point when there is one."
+    "{method: its rows in sparsity order}, each curve starting at the shared dense row when there is one."
     dense = [r for r in rows if r['method'] == 'dense']
     out = {}
     for r in rows:
@@ -643,18 +643,15 @@ def sweep_markdown(rows:list # from `sweep`
                   ) -> str:
     "Table B1: clean / PGD_ens accuracy (%) of the SNN per method and sparsity; then the energy ratio against dense."
     levels = sorted({r['sparsity'] for r in rows})
-    cell = {(r['method'], r['sparsity']): r for r in rows}
-    out = ['| method | ' + ' | '.join(f'{100 * v:g}%' for v in levels) + ' |', '|---|' + '---:|' * len(levels)]
-    for method, rs in _curves(rows).items():
-        got = {r['sparsity']: r for r in rs}
-        out.append(f'| {method.upper()} | ' + ' | '.join(
-            f"{100 * got[v]['snn_clean_acc']:.1f} / {100 * got[v]['snn_pgd_ens_acc']:.1f}" if v in got else '' for v in levels) + ' |')
-    if any(r.get('energy_ratio_vs_dense') for r in rows):
-        out += ['', '| E_dense / E (Eq. 12) | ' + ' | '.join(f'{100 * v:g}%' for v in levels) + ' |', '|---|' + '---:|' * len(levels)]
+    def table(corner, fmt):
+        out = [f'| {corner} | ' + ' | '.join(f'{100 * v:g}%' for v in levels) + ' |', '|---|' + '---:|' * len(levels)]
         for method, rs in _curves(rows).items():
             got = {r['sparsity']: r for r in rs}
-            out.append(f'| {method.upper()} | ' + ' | '.join(
-                f"{got[v]['energy_ratio_vs_dense']:.2f}" if v in got else '' for v in levels) + ' |')
+            out.append(f'| {method.upper()} | ' + ' | '.join(fmt(got[v]) if v in got else '' for v in levels) + ' |')
+        return out
+    out = table('method', lambda r: f"{100 * r['snn_clean_acc']:.1f} / {100 * r['snn_pgd_ens_acc']:.1f}")
+    if any(r.get('energy_ratio_vs_dense') for r in rows):
+        out += [''] + table('E_dense / E (Eq. 12)', lambda r: f"{r['energy_ratio_vs_dense']:.2f}")
     return '\n'.join(out)
 
 # %% ../nbs/11_pipeline.ipynb #c588e372
