@@ -452,6 +452,7 @@ def get_augment(spec # a `DataSpec` or registry name
 # %% ../nbs/00_data.ipynb #0491ebe8
 def _quota(counts:torch.Tensor, n:int) -> torch.Tensor:
     "Split `n` over classes in proportion to `counts`, by largest remainder."
+    if n == 0: return torch.zeros_like(counts)                    # also when nothing is left (no 0/0)
     exact = counts.double() * n / counts.sum()
     q = exact.floor().long()
     order = torch.argsort(-(exact - q), stable=True)
@@ -459,11 +460,19 @@ def _quota(counts:torch.Tensor, n:int) -> torch.Tensor:
     return q
 
 def _interleave(parts:list) -> torch.Tensor:
-    "Merge per-class index lists so that every prefix takes from each class in proportion to its list's length."
+    """Merge per-class index lists so that every prefix is within one item of each class's proportional share: each
+    position goes to the class furthest behind its share, m n_k / L - taken_k (exact integers; ties to the first)."""
     parts = [p for p in parts if len(p)]
     if not parts: return torch.zeros(0, dtype=torch.long)
-    keys = torch.cat([(torch.arange(len(p), dtype=torch.float64) + 0.5) / len(p) for p in parts])
-    return torch.cat(parts)[torch.argsort(keys, stable=True)]
+    n = np.array([len(p) for p in parts], dtype=np.int64)
+    L, taken, turn = int(n.sum()), np.zeros(len(n), np.int64), np.empty(int(n.sum()), np.int64)
+    for m in range(1, L + 1):
+        k = int(np.argmax(np.where(taken < n, m * n - L * taken, np.iinfo(np.int64).min)))
+        turn[m - 1] = k; taken[k] += 1
+    slot = np.argsort(turn, kind='stable')          # positions in class order: class k's j-th turn takes its j-th item
+    out = torch.empty(L, dtype=torch.long)
+    out[torch.from_numpy(slot)] = torch.cat(parts)
+    return out
 
 def stratified_split(labels:torch.Tensor, # int labels of the whole set
                      sizes:list, # size of each subset; None (last only) takes all that is left
