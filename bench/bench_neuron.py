@@ -1,4 +1,5 @@
-"""Fused IF neuron (one autograd.Function over T) vs the plain per-step autograd loop.
+"""The IF neuron three ways: `IFSpike` with its compiled CPU kernel, `IFSpike` with its torch loop (the same autograd
+Function, `cpu_kernel(False)`), and the plain per-step autograd loop (`if_reference`).
 
 One spiking layer of batch 64, 64 channels, 16x16, T=8 (input (T*B, 64, 16, 16) = (512, 64, 16, 16)),
 forward + backward of sum(spikes * g) (and, for inference, forward only under no_grad), piecewise-linear surrogate (g=1), IF (tau=1).
@@ -16,7 +17,12 @@ import argparse, statistics, time
 import torch
 from _memory import profiler_peak
 
-from robustsparsesnn.neurons import if_reference, if_spikes
+from robustsparsesnn.neurons import cpu_kernel, if_reference, if_spikes
+
+
+def torch_loop(*args):
+    "`if_spikes` with the compiled kernel switched off (the choice is made in the forward; the backward follows it)."
+    with cpu_kernel(False): return if_spikes(*args)
 
 
 def step(f, x, vth, g, mode, backward=True):
@@ -73,11 +79,13 @@ def main():
     del s1, s2, gx1, gx2
     mem_how = 'torch.cuda.max_memory_allocated' if device.type == 'cuda' else 'torch profiler (profile_memory=True)'
     print(f"  {'variant':<36}{'time (ms)':>12}{'peak memory (MiB)':>20}   memory: {mem_how}")
-    for name, f in (('fused autograd.Function', if_spikes), ('plain per-step autograd', if_reference)):
+    for name, f in (('IFSpike, compiled kernel', if_spikes), ('IFSpike, torch loop', torch_loop),
+                    ('plain per-step autograd', if_reference)):
         t = wall_time(f, x, vth, g, a.mode, a.repeats, device)
         m = peak_memory(f, x, vth, g, a.mode, device)
         print(f"  {name:<36}{t * 1e3:>12.1f}{m / 2**20:>20.1f}")
-    for name, f in (('fused, forward only', if_spikes), ('plain loop, forward only', if_reference)):
+    for name, f in (('kernel, forward only', if_spikes), ('torch loop, forward only', torch_loop),
+                    ('plain loop, forward only', if_reference)):
         with torch.no_grad():
             t = wall_time(lambda *args: f(*args).sum(), x, vth, g, a.mode, a.repeats, device, backward=False)
             m = peak_memory(lambda *args: f(*args).sum(), x, vth, g, a.mode, device, backward=False)

@@ -6,19 +6,25 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/neurons.html.md"""
 
 # %% auto #0
 __all__ = ['SURROGATES', 'MODES', 'RESETS', 'ENSEMBLE_MODES', 'direct_coding', 'unfold_time', 'fold_time', 'time_mean',
-           'piecewise_linear', 'exponential', 'rectangular', 'straight_through', 'GradMode', 'parse_mode', 'IFSpike',
-           'if_spikes', 'Heaviside', 'if_reference', 'Temporal', 'sim_steps', 'set_T', 'set_mode', 'IFNeuron',
-           'spiking_neurons', 'set_reset']
+           'piecewise_linear', 'exponential', 'rectangular', 'straight_through', 'GradMode', 'parse_mode', 'cpu_kernel',
+           'IFSpike', 'if_spikes', 'Heaviside', 'if_reference', 'Temporal', 'sim_steps', 'set_T', 'set_mode',
+           'IFNeuron', 'spiking_neurons', 'set_reset']
 
 # %% ../nbs/01_neurons.ipynb #162e044b
-import math
+import math, os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
 from .core import check_choice, check_range
+
+try: import numba                       # compiles the neuron's CPU kernel; without it the torch loop runs everywhere
+except ImportError: numba = None
 
 # %% ../nbs/01_neurons.ipynb #7ce4e04a
 def direct_coding(x:Tensor, # images (B, ...), already normalised
@@ -127,21 +133,138 @@ ENSEMBLE_MODES = ('pwl:1', 'pwl:2', 'pwl:3', 'pwl:0.5', 'pwl:0.25',
                   'ste', 'bptr', 'relu')
 
 # %% ../nbs/01_neurons.ipynb #013477a3
+_BLOCK = 16384                                   # neurons per block: their membranes stay in the cache for all T steps
+_KIND = {'pwl': 0, 'exp': 1, 'rect': 2, 'ste': 3}
+_KERNEL = {'on': numba is not None}
+
+def _jit(f):
+    "Compile `f` with numba (cached on disk, releasing the GIL); without numba, `f` stays plain Python (never called)."
+    return numba.njit(nogil=True, cache=True)(f) if numba is not None else f
+
+@_jit
+def _forward_block(x, vpre, spikes, v, vth, tau, soft):
+    "Eq. 1-3 for one step of one block of neurons, in the torch loop's float32 operations."
+    for i in range(v.size):
+        h = v[i] * tau + x[i]                     # Eq. 1 (a tau of 1 multiplies exactly)
+        s = np.float32(h >= vth)                  # Eq. 2
+        vpre[i] = h
+        spikes[i] = s
+        v[i] = h - s * vth if soft else h - h * s   # Eq. 3: soft, or hard (exactly 0 or v(t^-))
+
+@_jit
+def _forward_range(x, spikes, vpre, n, lo, hi, vth, tau, soft, save):
+    "Neurons lo..hi (of n per step) over all steps, membranes from zero; `x` etc. are the flat (T*n,) buffers."
+    T, v, scratch = x.size // n, np.empty(_BLOCK, np.float32), np.empty(_BLOCK, np.float32)
+    for b in range(lo, hi, _BLOCK):
+        m = min(hi, b + _BLOCK) - b
+        v[:m] = 0
+        for t in range(T):
+            o = t * n + b
+            h = vpre[o:o + m] if save else scratch[:m]      # v(t^-) kept for the backward, or thrown away
+            _forward_block(x[o:o + m], h, spikes[o:o + m], v[:m], vth, tau, soft)
+
+@_jit
+def _surrogate_block(vpre, out, vth, kind, p0, p1):
+    "The surrogate at u = v(t^-) - V_th (Eq. 13-15, STE) in the float32 operations of their torch definitions."
+    if kind == 0:                                 # pwl: p0 = g, p1 = g^2
+        for i in range(out.size): out[i] = max(p0 - abs(vpre[i] - vth), np.float32(0)) / p1
+    elif kind == 1:                               # exp: p0 = gd, p1 = gs
+        for i in range(out.size): out[i] = np.float32(math.exp(abs(vpre[i] - vth) * -p1)) * p0
+    elif kind == 2:                               # rect: p0 = g / 2, p1 = g
+        for i in range(out.size): out[i] = np.float32(abs(vpre[i] - vth) < p0) / p1
+    else:                                         # ste
+        for i in range(out.size): out[i] = 1
+
+@_jit
+def _backward_block(g, vpre, gx, sg, nxt, part, vth, tau, soft, last):
+    "dL/dv(t^-) = g_t s'(u_t) + tau (1 - sigma_t) dL/dv(t+1^-) for one step of one block; `part` sums g_t s'(u_t)."
+    for i in range(sg.size):
+        d = sg[i] * g[i]
+        part[i] += d
+        if not last: d = d + tau * nxt[i] * (np.float32(1) if soft else np.float32(vpre[i] < vth))
+        gx[i] = d
+        nxt[i] = d
+
+@_jit
+def _backward_range(g, vpre, gx, n, lo, hi, vth, tau, soft, kind, p0, p1):
+    "BPTT for neurons lo..hi over all steps, last step first; returns their sum of g_t s'(u_t) (float64)."
+    T, total = g.size // n, 0.0
+    sg, nxt, part = np.empty(_BLOCK, np.float32), np.empty(_BLOCK, np.float32), np.empty(_BLOCK, np.float32)
+    for b in range(lo, hi, _BLOCK):
+        m = min(hi, b + _BLOCK) - b
+        part[:m] = 0
+        for t in range(T - 1, -1, -1):
+            o = t * n + b
+            _surrogate_block(vpre[o:o + m], sg[:m], vth, kind, p0, p1)
+            _backward_block(g[o:o + m], vpre[o:o + m], gx[o:o + m], sg[:m], nxt[:m], part[:m], vth, tau, soft,
+                            t == T - 1)
+        for i in range(m): total += part[i]
+    return total
+
+# %% ../nbs/01_neurons.ipynb #a400ff66
+@contextmanager
+def cpu_kernel(on:bool=True # False: run the torch loop even where the compiled kernel could run
+              ):
+    "Switch the compiled CPU kernel of `IFSpike` on or off inside a `with` block (on by default when numba is installed)."
+    if on and numba is None: raise ValueError("cpu_kernel(True) needs numba, which is not installed: pip install numba")
+    before, _KERNEL['on'] = _KERNEL['on'], on
+    try: yield
+    finally: _KERNEL['on'] = before
+
+def _time_major_order(x:Tensor):
+    "Dims of `x` (time first) under which it is contiguous, e.g. channels-last layers; None if there is none."
+    order = [0] + sorted(range(1, x.dim()), key=lambda d: -x.stride(d))
+    return order if x.dim() > 1 and x.permute(order).is_contiguous() else None
+
+def _kernel_runs(x:Tensor, vth:Tensor) -> bool:
+    "Whether `IFSpike` runs the compiled kernel: numba switched on, `x` a dense float32 CPU tensor, one threshold."
+    return (_KERNEL['on'] and x.device.type == 'cpu' and x.dtype == torch.float32 and vth.numel() == 1
+            and _time_major_order(x) is not None)
+
+def _flat(t:Tensor, order): return t.detach().permute(order).reshape(-1).numpy()   # a view of t's memory
+
+_POOL = []
+def _over_threads(kernel, n:int) -> list:
+    "Call `kernel(lo, hi)` on [0, n) split into one range per torch thread (the kernels release the GIL)."
+    blocks = -(-n // _BLOCK)
+    k = max(1, min(torch.get_num_threads(), blocks))
+    cuts = [i * blocks // k * _BLOCK for i in range(k)] + [n]                  # whole blocks per thread
+    if k == 1: return [kernel(0, n)]
+    if not _POOL: _POOL.append(ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix='rsnn-if'))
+    return [f.result() for f in [_POOL[0].submit(kernel, lo, hi) for lo, hi in zip(cuts, cuts[1:])]]
+
+def _kernel_forward(x, vth, tau, soft, spikes, vpre):
+    "Run Eq. 1-3 with the compiled kernel into `spikes` (and `vpre` unless None)."
+    o, n = _time_major_order(x), x[0].numel()
+    xs, ss = _flat(x, o), _flat(spikes, o)
+    vs, th, tau = ss[:0] if vpre is None else _flat(vpre, o), np.float32(vth.item()), np.float32(tau)
+    _over_threads(lambda lo, hi: _forward_range(xs, ss, vs, n, lo, hi, th, tau, soft, vpre is not None), n)
+
+def _surrogate_params(mode:GradMode):
+    "(p0, p1) of `_surrogate_block` for a BPTT mode."
+    p = mode.params
+    return {'pwl': lambda: (p[0], p[0]**2), 'exp': lambda: p, 'rect': lambda: (p[0] / 2, p[0]), 'ste': lambda: (0, 0)}[mode.name]()
+
+def _kernel_backward(g, vpre, vth, tau, mode, soft):
+    "BPTT with the compiled kernel: (dL/dx, dL/dV_th)."
+    if g.stride() != vpre.stride(): g = torch.empty_like(vpre).copy_(g)
+    o, n, gx = _time_major_order(vpre), vpre[0].numel(), torch.empty_like(vpre)
+    gs, vs, xs = _flat(g, o), _flat(vpre, o), _flat(gx, o)
+    (p0, p1), th, tau = (np.float32(p) for p in _surrogate_params(mode)), np.float32(vth.item()), np.float32(tau)
+    sums = _over_threads(lambda lo, hi: _backward_range(gs, vs, xs, n, lo, hi, th, tau, soft, _KIND[mode.name], p0, p1), n)
+    return gx, torch.tensor(-sum(sums), dtype=vth.dtype)
+
+# %% ../nbs/01_neurons.ipynb #08e655e4
 class IFSpike(torch.autograd.Function):
     "Eq. 1-3 over all steps: (T, B, ...) input currents -> (T, B, ...) binary spikes; backward per `mode`."
     @staticmethod
     def forward(ctx, x:Tensor, vth:Tensor, tau:float, mode:GradMode, save:bool=True, soft:bool=False):
         bptt = save and mode.kind == 'bptt'
-        spikes, v = torch.empty_like(x), torch.zeros_like(x[0])
+        spikes = torch.empty_like(x)
         vpre = torch.empty_like(x) if bptt else None           # v(t^-) of every step, for the backward
-        scratch = None if bptt else torch.empty_like(x[0])
-        for t in range(x.shape[0]):
-            h = vpre[t] if bptt else scratch
-            torch.add(v.mul_(tau) if tau != 1 else v, x[t], out=h)       # Eq. 1: v(t^-)
-            torch.ge(h, vth, out=spikes[t])                                # Eq. 2, written as float
-            if soft: torch.addcmul(h, spikes[t], vth, value=-1, out=v)    # Eq. 3 soft: v = v(t^-) - s V_th
-            else: torch.addcmul(h, h, spikes[t], value=-1, out=v)         # Eq. 3 hard: v = v(t^-) - s v(t^-)
-        ctx.tau, ctx.mode, ctx.soft = tau, mode, soft
+        kernel = _kernel_runs(x, vth)                              # decided once: the backward runs the same way
+        (_kernel_forward if kernel else _loop_forward)(x, vth, tau, soft, spikes, vpre)
+        ctx.tau, ctx.mode, ctx.soft, ctx.kernel = tau, mode, soft, kernel
         if not save: return spikes                              # inference: nothing kept for backward
         if bptt: ctx.save_for_backward(vpre, vth)
         elif mode.kind == 'bptr': ctx.save_for_backward(spikes.sum(0) > 0, vth)
@@ -151,17 +274,28 @@ class IFSpike(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g:Tensor):
         saved, vth = ctx.saved_tensors
-        if ctx.mode.kind == 'bptt': gx, gth = _bptt_backward(g, saved, vth, ctx.tau, ctx.mode, ctx.soft)
+        if ctx.mode.kind == 'bptt': gx, gth = _bptt_backward(g, saved, vth, ctx.tau, ctx.mode, ctx.soft, ctx.kernel)
         else: gx, gth = _rate_backward(g, saved, vth, ctx.mode)
         return gx, (gth if ctx.needs_input_grad[1] else None), None, None, None, None
+
+def _loop_forward(x, vth, tau, soft, spikes, vpre):
+    "Eq. 1-3 as a torch loop over the steps, into `spikes` (and `vpre` unless None)."
+    v, scratch = torch.zeros_like(x[0]), torch.empty_like(x[0]) if vpre is None else None
+    for t in range(x.shape[0]):
+        h = scratch if vpre is None else vpre[t]
+        torch.add(v.mul_(tau) if tau != 1 else v, x[t], out=h)       # Eq. 1: v(t^-)
+        torch.ge(h, vth, out=spikes[t])                                # Eq. 2, written as float
+        if soft: torch.addcmul(h, spikes[t], vth, value=-1, out=v)    # Eq. 3 soft: v = v(t^-) - s V_th
+        else: torch.addcmul(h, h, spikes[t], value=-1, out=v)         # Eq. 3 hard: v = v(t^-) - s v(t^-)
 
 def _spike(x, vth, tau, mode, soft=False):
     "Apply `IFSpike`, keeping the backward state only when a gradient can be asked for."
     save = torch.is_grad_enabled() and (x.requires_grad or vth.requires_grad)
     return IFSpike.apply(x, vth, tau, mode, save, soft)
 
-def _bptt_backward(g, vpre, vth, tau, mode, soft=False):
+def _bptt_backward(g, vpre, vth, tau, mode, soft=False, kernel=False):
     "BPTT through Eq. 1-3, reset path detached: dL/dv(t^-) = g_t s'(u_t) + tau (1 - sigma_t) dL/dv(t+1^-)."
+    if kernel: return _kernel_backward(g, vpre, vth, tau, mode, soft)
     gx = mode.surrogate(vpre - vth, inplace=True).mul_(g)      # through the spike (Eq. 2), all steps at once
     gth = -gx.sum()
     keep = None if soft else torch.empty_like(vpre[0])         # 1 - sigma_t, the detached hard-reset gate
