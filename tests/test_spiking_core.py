@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from hypothesis import given, settings, strategies as st, HealthCheck
 
+import robustsparsesnn.neurons as N
 from robustsparsesnn.neurons import (ENSEMBLE_MODES, IFNeuron, if_reference, if_spikes, parse_mode, set_mode, set_T,
                                      direct_coding, time_mean)
 from robustsparsesnn.layers import MaskedConv2d, MaskedLinear, kept_count, prunable_layers, topk_mask
@@ -38,6 +39,29 @@ def test_fused_equals_plain_loop(T, shape, mode, tau, vth, scale, seed, dtype, r
     torch.testing.assert_close(gx1, gx2, rtol=1e-6, atol=1e-6)
     tol = 1e-5 if dtype == torch.float32 else 1e-10        # dL/dV_th: a float32 sum over every step, in another order
     torch.testing.assert_close(gt1, gt2, rtol=tol, atol=tol)
+
+
+@pytest.mark.skipif(N.numba is None, reason="numba is not installed: IFSpike runs its torch loop only")
+@fast
+@given(T=st.integers(1, 6), shape=st.lists(st.integers(1, 9), min_size=1, max_size=4), mode=st.sampled_from(BPTT_MODES),
+       tau=st.sampled_from([1.0, 0.5]), vth=st.floats(0.05, 2.0), seed=st.integers(0, 2**16),
+       reset=st.sampled_from(['hard', 'soft']), channels_last=st.booleans(), threads=st.sampled_from([1, 2]))
+def test_compiled_kernel_equals_torch_loop(T, shape, mode, tau, vth, seed, reset, channels_last, threads):
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(T, *shape, generator=g) * 1.5 + 0.2
+    if channels_last and len(shape) == 4:            # (T, B, C, H, W) with each step's (B, C, H, W) channels-last
+        x0 = x0.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (T, shape[0]))
+    up = torch.randn(T, *shape, generator=g)
+    assert N._kernel_runs(x0, torch.tensor(vth))
+    before, block = torch.get_num_threads(), N._BLOCK
+    torch.set_num_threads(threads); N._BLOCK = 64       # small ranges, so that small layers split over the threads too
+    try: s1, gx1, gt1 = _run(if_spikes, x0, vth, tau, mode, up, reset)
+    finally: torch.set_num_threads(before); N._BLOCK = block
+    with N.cpu_kernel(False): s2, gx2, gt2 = _run(if_spikes, x0, vth, tau, mode, up, reset)
+    assert torch.equal(s1, s2) and s1.stride() == x0.stride()
+    if mode.startswith('exp') or (reset == 'soft' and tau != 1): torch.testing.assert_close(gx1, gx2, rtol=1e-6, atol=1e-7)
+    else: assert torch.equal(gx1, gx2)
+    assert abs(gt1.item() - gt2.item()) <= 1e-6 * (1 + 4 * up.abs().sum().item())   # float32 sums, |surrogate| <= 4
 
 
 @fast
