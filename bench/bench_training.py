@@ -36,7 +36,7 @@ from bench_peers import machine
 from robustsparsesnn.evaluation import EnsembleAttack, exact_logits
 from robustsparsesnn.models import vgg16
 from robustsparsesnn.neurons import spiking_neurons
-from robustsparsesnn.snn_finetune import SNN_MODE, SNN_T, snn_preset
+from robustsparsesnn.snn_finetune import SNN_MODE, SNN_T, snn_preset, training_layout
 from robustsparsesnn.training import make_optimizer, mask_weights_, train_epoch
 
 
@@ -85,8 +85,8 @@ def conv_gflops(threads, reps=5, c=256, hw=16, batch=64):
 
 
 def finetune_setup(width, T, batch):
-    "The SNN as `finetune` prepares it (T, pwl:1, trainable thresholds, masked weights), its optimizer and attack."
-    model = vgg16(10, 3, width=width).set_T(T).set_mode(SNN_MODE)
+    "The SNN as `finetune` prepares it (T, pwl:1, trainable thresholds, masked weights, its layout), its optimizer and attack."
+    model = training_layout(vgg16(10, 3, width=width).set_T(T).set_mode(SNN_MODE))
     for _, n in spiking_neurons(model): n.threshold.requires_grad_(True)
     mask_weights_(model)
     cfg = snn_preset('snn_cpu')

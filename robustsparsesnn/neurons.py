@@ -217,11 +217,11 @@ def _time_major_order(x:Tensor):
     return order if x.dim() > 1 and x.permute(order).is_contiguous() else None
 
 def _kernel_runs(x:Tensor, vth:Tensor) -> bool:
-    "Whether `IFSpike` runs the compiled kernel: numba switched on, `x` a dense float32 CPU tensor, one threshold."
+    "Whether `IFSpike` runs the compiled kernel: numba switched on, `x` a dense, non-empty float32 CPU tensor, one threshold."
     return (_KERNEL['on'] and x.device.type == 'cpu' and x.dtype == torch.float32 and vth.numel() == 1
-            and _time_major_order(x) is not None)
+            and x.numel() > 0 and _time_major_order(x) is not None)
 
-def _flat(t:Tensor, order): return t.detach().permute(order).reshape(-1).numpy()   # a view of t's memory
+def _flat(t:Tensor, order): return t.detach().permute(order).view(-1).numpy()   # a view of t's memory, never a copy
 
 _POOL = []
 def _over_threads(kernel, n:int) -> list:
