@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 from torch import nn
-from hypothesis import given, settings, strategies as st, HealthCheck
+from hypothesis import example, given, settings, strategies as st, HealthCheck
 
 import robustsparsesnn.neurons as N
 from robustsparsesnn.neurons import (ENSEMBLE_MODES, IFNeuron, if_reference, if_spikes, parse_mode, set_mode, set_T,
@@ -46,6 +46,8 @@ def test_fused_equals_plain_loop(T, shape, mode, tau, vth, scale, seed, dtype, r
 @given(T=st.integers(1, 6), shape=st.lists(st.integers(1, 9), min_size=1, max_size=4), mode=st.sampled_from(BPTT_MODES),
        tau=st.sampled_from([1.0, 0.5]), vth=st.floats(0.05, 2.0), seed=st.integers(0, 2**16),
        reset=st.sampled_from(['hard', 'soft']), channels_last=st.booleans(), threads=st.sampled_from([1, 2]))
+@example(T=4, shape=[3, 8, 8, 9], mode='exp:1,1', tau=1.0, vth=0.13725003858696133, seed=979, reset='hard',
+         channels_last=False, threads=1)                      # exp's last bit, carried through the recurrence: 1.2e-7
 def test_compiled_kernel_equals_torch_loop(T, shape, mode, tau, vth, seed, reset, channels_last, threads):
     g = torch.Generator().manual_seed(seed)
     x0 = torch.randn(T, *shape, generator=g) * 1.5 + 0.2
@@ -59,7 +61,8 @@ def test_compiled_kernel_equals_torch_loop(T, shape, mode, tau, vth, seed, reset
     finally: torch.set_num_threads(before); N._BLOCK = block
     with N.cpu_kernel(False): s2, gx2, gt2 = _run(if_spikes, x0, vth, tau, mode, up, reset)
     assert torch.equal(s1, s2) and s1.stride() == x0.stride()
-    if mode.startswith('exp') or (reset == 'soft' and tau != 1): torch.testing.assert_close(gx1, gx2, rtol=1e-6, atol=1e-7)
+    if mode.startswith('exp') or (reset == 'soft' and tau != 1):    # a last-bit rounding per step, summed over <= T steps
+        torch.testing.assert_close(gx1, gx2, rtol=1e-5, atol=T * 2.4e-7 * (1 + gx2.abs().max().item()))
     else: assert torch.equal(gx1, gx2)
     assert abs(gt1.item() - gt2.item()) <= 1e-6 * (1 + 4 * up.abs().sum().item())   # float32 sums, |surrogate| <= 4
 
