@@ -223,7 +223,13 @@ def _kernel_runs(x:Tensor, vth:Tensor) -> bool:
 
 def _flat(t:Tensor, order): return t.detach().permute(order).view(-1).numpy()   # a view of t's memory, never a copy
 
-_POOL = []
+_POOL = []                                       # the thread pool, made on first use
+
+def _forget_pool():
+    "After a fork: the child has none of the pool's threads, so it makes its own pool on first use."
+    _POOL.clear()
+os.register_at_fork(after_in_child=_forget_pool)
+
 def _over_threads(kernel, n:int) -> list:
     "Call `kernel(lo, hi)` on [0, n) split into one range per torch thread (the kernels release the GIL)."
     blocks = -(-n // _BLOCK)
