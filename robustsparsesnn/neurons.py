@@ -134,7 +134,6 @@ ENSEMBLE_MODES = ('pwl:1', 'pwl:2', 'pwl:3', 'pwl:0.5', 'pwl:0.25',
 
 # %% ../nbs/01_neurons.ipynb #013477a3
 _BLOCK = 16384                                   # neurons per block: their membranes stay in the cache for all T steps
-_KIND = {'pwl': 0, 'exp': 1, 'rect': 2, 'ste': 3}
 _KERNEL = {'on': numba is not None}
 
 def _jit(f):
@@ -246,18 +245,22 @@ def _kernel_forward(x, vth, tau, soft, spikes, vpre):
     vs, th, tau = ss[:0] if vpre is None else _flat(vpre, o), np.float32(vth.item()), np.float32(tau)
     _over_threads(lambda lo, hi: _forward_range(xs, ss, vs, n, lo, hi, th, tau, soft, vpre is not None), n)
 
-def _surrogate_params(mode:GradMode):
-    "(p0, p1) of `_surrogate_block` for a BPTT mode."
+def _surrogate_args(mode:GradMode) -> tuple:
+    "(kind, p0, p1) of `_surrogate_block` for a BPTT mode."
     p = mode.params
-    return {'pwl': lambda: (p[0], p[0]**2), 'exp': lambda: p, 'rect': lambda: (p[0] / 2, p[0]), 'ste': lambda: (0, 0)}[mode.name]()
+    if mode.name == 'pwl': return 0, p[0], p[0]**2
+    if mode.name == 'exp': return 1, p[0], p[1]
+    if mode.name == 'rect': return 2, p[0] / 2, p[0]
+    return 3, 0., 0.                                                           # ste
 
 def _kernel_backward(g, vpre, vth, tau, mode, soft):
     "BPTT with the compiled kernel: (dL/dx, dL/dV_th)."
     if g.stride() != vpre.stride(): g = torch.empty_like(vpre).copy_(g)
     o, n, gx = _time_major_order(vpre), vpre[0].numel(), torch.empty_like(vpre)
     gs, vs, xs = _flat(g, o), _flat(vpre, o), _flat(gx, o)
-    (p0, p1), th, tau = (np.float32(p) for p in _surrogate_params(mode)), np.float32(vth.item()), np.float32(tau)
-    sums = _over_threads(lambda lo, hi: _backward_range(gs, vs, xs, n, lo, hi, th, tau, soft, _KIND[mode.name], p0, p1), n)
+    kind, p0, p1 = _surrogate_args(mode)
+    th, tau, p0, p1 = (np.float32(a) for a in (vth.item(), tau, p0, p1))
+    sums = _over_threads(lambda lo, hi: _backward_range(gs, vs, xs, n, lo, hi, th, tau, soft, kind, p0, p1), n)
     return gx, torch.tensor(-sum(sums), dtype=vth.dtype)
 
 # %% ../nbs/01_neurons.ipynb #08e655e4
