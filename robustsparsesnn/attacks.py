@@ -10,14 +10,14 @@ __all__ = ['LOSSES', 'ATTACKS', 'REFERENCES', 'ce_loss', 'margin_loss', 'dlr_los
            'make_attack', 'robust_accuracy', 'reference_check']
 
 # %% ../nbs/04_attacks.ipynb #28e73664
-import math, time
+import inspect, math, time
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import check_choice, check_range, progress, get_device
+from .core import check_choice, check_range, check_int, progress, get_device
 
 # %% ../nbs/04_attacks.ipynb #aa8d00ed
 def _zy_and_other(z:Tensor, y:Tensor):
@@ -122,7 +122,8 @@ class Attack:
 
     def reset(self, seed:int=None): # a new seed, or None to restart from the current one
         "Restart the attack's random stream."
-        if seed is not None: self.seed = int(seed)
+        # torch generators take any 64-bit seed; training derives seeds such as seed * 1_000_003 + epoch
+        if seed is not None: self.seed = check_int('seed', seed, 0, 2**64 - 1)
         self.gen = torch.Generator().manual_seed(self.seed)
 
     def rand(self, like:Tensor, shape=None, kind='uniform'):
@@ -185,7 +186,7 @@ class PGD(Attack):
                  start:str='uniform', # random start: 'uniform' in the ball, 'normal' (0.001 N(0,1), TRADES) or 'none'
                  seed:int=0): # seed of the attack's generator
         super().__init__(eps, loss, seed)
-        self.steps = int(check_range('steps', steps, 1))
+        self.steps = check_int('steps', steps, 1)
         self.alpha = 2.5 * self.eps / self.steps if alpha is None else float(check_range('alpha', alpha, 0))
         self.start = check_choice('start', start, self.starts)
 
@@ -211,7 +212,7 @@ class PGD(Attack):
 def apgd_checkpoints(steps:int # the number of iterations N
                     ) -> list: # the checkpoints w_j, increasing, in 1..N
     "Checkpoints of APGD's step-size schedule: w_j = ceil(p_j N), p_0 = 0, p_1 = 0.22."
-    ps, out = [0, 0.22], []
+    steps, ps, out = check_int('steps', steps, 1), [0, 0.22], []
     while ps[-1] <= 1:
         w = math.ceil(round(ps[-1] * steps, 6))
         if 0 < w <= steps and w not in out: out.append(w)
@@ -230,8 +231,8 @@ class APGD(Attack):
                  momentum:float=0.75, # alpha, the weight of the new step against the last move
                  seed:int=0): # seed of the attack's generator
         super().__init__(eps, loss, seed)
-        self.steps = int(check_range('steps', steps, 1))
-        self.restarts = int(check_range('restarts', restarts, 1))
+        self.steps = check_int('steps', steps, 1)
+        self.restarts = check_int('restarts', restarts, 1)
         self.rho = float(check_range('rho', rho, 0, 1))
         self.momentum = float(check_range('momentum', momentum, 0, 1))
 
@@ -298,7 +299,7 @@ class Square(Attack):
                  seed:int=0): # seed of the attack's generator
         super().__init__(eps, loss, seed)
         self.resample = bool(resample)
-        self.n_queries = int(check_range('n_queries', n_queries, 1))
+        self.n_queries = check_int('n_queries', n_queries, 1)
         self.p_init = float(check_range('p_init', p_init, 0, 1, lo_open=True))
 
     def query(self, model, x, y):
@@ -350,6 +351,9 @@ def make_attack(name:str, # one of `ATTACKS`: 'fgsm', 'rfgsm', 'pgd', 'apgd-ce',
                ) -> Attack:
     "Build the attack called `name` with the given settings."
     cls, defaults = ATTACKS[check_choice('attack', name, ATTACKS)]
+    valid = [p for p in inspect.signature(cls.__init__).parameters if p != 'self' and p not in defaults]
+    for k in kwargs:
+        if k not in valid: raise ValueError(f"attack {name!r} has no setting {k!r}; valid: {', '.join(valid)}")
     return cls(**{**defaults, **kwargs})
 
 # %% ../nbs/04_attacks.ipynb #20c68f3c
@@ -369,6 +373,8 @@ def robust_accuracy(model, # the model to evaluate (its device is used)
                     desc:str=None # progress bar label
                    ) -> dict: # clean and robust accuracy in [0, 1], n, and per-sample bool tensors
     "Clean and robust accuracy of `model` under `attack`."
+    batch_size = check_int('batch_size', batch_size, 1)
+    if n is not None: n = check_int('n', n, 1)
     p = next(iter(model.parameters()), None) if isinstance(model, nn.Module) else None
     dev = p.device if p is not None else get_device(device)
     attack.reset()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import check_choice, check_range, progress
+from .core import check_choice, check_range, check_int, progress
 from .neurons import IFNeuron, direct_coding, set_T, set_reset, spiking_neurons
 from .layers import MaskedConv2d, MaskedLinear, prunable_layers
 from .models import VGG, WideResNet
@@ -27,6 +27,7 @@ def nearest_rank(n:int, # number of values
                  rho:float # percentile in (0, 100]
                 ) -> int: # k: the percentile is the k-th smallest value (1-based)
     "k = 1 + round(rho/100 * (n - 1)), the reference code's percentile rank."
+    n = check_int('n (number of values)', n, 1); check_range('rho (percentile)', rho, 0, 100, lo_open=True)
     return 1 + round(0.01 * float(rho) * (n - 1))
 
 def percentile_reference(x:Tensor, # any tensor
@@ -44,6 +45,7 @@ def percentile(x:Tensor, # any tensor (e.g. a layer's pre-activations over T_c *
     flat = x.detach().reshape(-1)
     n = flat.numel()
     if n == 0: raise ValueError("percentile of an empty tensor")
+    chunk = check_int('chunk', chunk, 1)
     k = nearest_rank(n, rho)
     m, largest = (n - k + 1, True) if n - k + 1 <= k else (k, False)   # keep the smaller side
     chunk = max(chunk, 8 * m)
@@ -60,9 +62,7 @@ def calibration_batches(data, # a loader / iterable of (x, y) batches, or a tens
                         batch_size:int=64 # images per batch
                        ) -> list: # `n_batches` image tensors of `batch_size` images
     "The first `n_batches * batch_size` images of `data`, re-batched (the paper: 10 training batches of 64)."
-    for name, v in (('n_batches', n_batches), ('batch_size', batch_size)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    n_batches, batch_size = check_int('n_batches', n_batches, 1), check_int('batch_size', batch_size, 1)
     need, got = n_batches * batch_size, []
     if isinstance(data, Tensor): got, have = [data[:need]], min(len(data), need)
     else:
@@ -145,8 +145,7 @@ def chain_stages(model:nn.Module): # a model
     return stages
 
 def _check_calibration(T_c, rho, lam):
-    if not isinstance(T_c, int) or isinstance(T_c, bool) or T_c < 1:
-        raise ValueError(f"T_c (calibration time steps) must be an integer >= 1, got {T_c!r}")
+    check_int('T_c (calibration time steps)', T_c, 1)
     check_range('rho (percentile)', rho, 0, 100, lo_open=True)
     check_range('lambda (threshold scale)', lam, 0, lo_open=True)
 
@@ -297,7 +296,8 @@ def convert(ann, # the robust sparse ANN: a model (any T), or its state dict (th
     "Algorithm 1, lines 3-20: copy weights, BN affine parameters and masks; reset BN statistics; calibrate thresholds."
     _check_calibration(T_c, rho, lam)
     check_choice('bn_stats', bn_stats, BN_STATS); check_choice('calibration method', method, METHODS)
-    if not isinstance(T, int) or isinstance(T, bool) or T < 1: raise ValueError(f"T must be an integer >= 1 for the SNN, got {T!r}")
+    T = check_int('T (SNN time steps)', T, 1)
+    n_batches, batch_size = check_int('n_batches', n_batches, 1), check_int('batch_size', batch_size, 1)
     if isinstance(ann, nn.Module):
         src = copy.deepcopy(ann)
         for _, layer in prunable_layers(src): layer.freeze_mask()   # HYDRA/HARP scores -> the mask they select

@@ -22,7 +22,7 @@ from torch import nn, Tensor
 from safetensors import safe_open
 from safetensors.torch import save_file, load_file
 
-from .core import check_choice, check_range, progress, atomic_path
+from .core import check_choice, check_range, check_int, progress, atomic_path
 from .neurons import IFNeuron, Temporal, spiking_neurons, unfold_time
 from .layers import Masked, MaskedConv2d, MaskedLinear, Normalize, prunable_layers
 
@@ -75,7 +75,8 @@ def record_spikes(model:nn.Module, # an SNN (`T > 0`) built from `IFNeuron`s
                  ) -> SpikeRecord:
     "Run the SNN over `data` (eval mode) and count each neuron's spikes at each time step."
     neurons, dev = _check_snn(model), _device(model)
-    if n is not None: check_range('n', n, lo=1)
+    if n is not None: n = check_int('n', n, 1)
+    batch_size = check_int('batch_size', batch_size, 1)
     counts, bad = {}, []
     def hook(m, inp, out, name):
         s = unfold_time(out, m.T)
@@ -638,7 +639,8 @@ class NIRModule(nn.Module):
         ends = [[n for n in self.order if type(graph.nodes[n]).__name__ == t] for t in ('Input', 'Output')]
         if any(len(e) != 1 for e in ends): raise ValueError(f"from_nir needs one Input and one Output node, got {len(ends[0])} and {len(ends[1])}")
         (self.input,), (self.output,) = ends
-        self.T, self.ops = T, nn.ModuleList(NIROp(graph.nodes[n], T, strict) for n in self.order)
+        self.T = T = check_int('T (time steps)', T, 1)
+        self.ops = nn.ModuleList(NIROp(graph.nodes[n], T, strict) for n in self.order)
 
     def forward(self, x:Tensor # images (B, C, H, W)
                ) -> Tensor: # logits (B, classes): the output's mean over the T steps
@@ -657,7 +659,7 @@ def from_nir(graph, # a nir.NIRGraph (from `to_nir` or `nir.read`)
     "A torch model that runs the NIR graph (eval mode; its dtype is the arrays'); with `to_nir`'s graph it gives the SNN's logits."
     meta = getattr(graph, 'metadata', None) or {}
     T = meta.get('T') if T is None else T
-    if T is None or isinstance(T, bool) or int(T) != T or T < 1:
-        raise ValueError(f"from_nir needs T, a positive number of time steps (the graph's metadata 'T' or from_nir(graph, T=...)), got {T!r}")
+    if T is None: raise ValueError("from_nir needs T, the number of time steps: the graph's metadata has no 'T'; "
+                                   "pass from_nir(graph, T=...)")
     if strict is None: strict = str(meta.get('spike_condition', '')) != 'v >= v_threshold'
-    return NIRModule(graph, int(T), bool(strict)).eval()
+    return NIRModule(graph, check_int('T (time steps)', T, 1), bool(strict)).eval()

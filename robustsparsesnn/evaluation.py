@@ -6,9 +6,9 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/evaluation.html.md"""
 
 # %% auto #0
 __all__ = ['ENSEMBLE_ATTACKS', 'SNN_ATTACKS', 'ANN_ATTACKS', 'model_T', 'check_snn', 'check_member', 'exact_mode', 'using_mode',
-           'exact_logits', 'MemberView', 'EnsembleResult', 'EnsembleAttack', 'PassCounter', 'eval_attack',
-           'robust_mask', 'eps_label', 'at_T', 'evaluation_report', 'report_markdown', 'sanity_checks',
-           'sanity_markdown']
+           'exact_logits', 'MemberView', 'EnsembleResult', 'EnsembleAttack', 'PassCounter', 'check_eval_attack',
+           'eval_attack', 'robust_mask', 'eps_label', 'at_T', 'check_report_settings', 'evaluation_report',
+           'report_markdown', 'sanity_checks', 'sanity_markdown']
 
 # %% ../nbs/09_evaluation.ipynb #9531e854
 import math, time
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .core import check_choice, check_range, progress, get_device
+from .core import check_choice, check_range, check_int, check_seed, progress, get_device
 from .neurons import ENSEMBLE_MODES, GradMode, Temporal, parse_mode
 from .attacks import eval_mode, logits_of, make_attack
 
@@ -158,15 +158,14 @@ class EnsembleAttack:
         if not members: raise ValueError(f"an ensemble needs at least one member, e.g. {ENSEMBLE_MODES[0]!r}")
         self.modes = tuple(check_member(m) for m in members)
         self.members = tuple(str(m) for m in self.modes)
-        self.attack, self.seed, self.attack_kw = attack, int(seed), attack_kw
-        self.base = make_attack(attack, eps=eps, seed=seed, **attack_kw)
-        self.eps = self.base.eps
+        self.base = make_attack(attack, eps=eps, seed=seed, **attack_kw)   # checks the seed and the settings
+        self.attack, self.seed, self.attack_kw, self.eps = attack, self.base.seed, attack_kw, self.base.eps
         self.name = name or ENSEMBLE_ATTACKS[attack]
 
     def reset(self, seed:int=None): # a new seed for every member, or None to keep it
         "Set the seed every member's attack starts from."
-        if seed is not None: self.seed = int(seed)
-        self.base.reset(self.seed)
+        self.base.reset(self.seed if seed is None else seed)
+        self.seed = self.base.seed
 
     def __call__(self, model, x:Tensor, y:Tensor) -> Tensor:
         "The adversarial batch (`attack(model, x, y) -> x_adv`, as every attack)."
@@ -245,6 +244,14 @@ SNN_ATTACKS = {'fgsm_ens': 'FGSM_ens', 'pgd_ens': 'PGD_ens', 'apgd-dlr_ens': 'AP
                'rga': 'RGA', 'square': 'Square'}
 ANN_ATTACKS = {'fgsm': 'FGSM', 'pgd': 'PGD', 'apgd-dlr': 'APGD-DLR', 'apgd-ce': 'APGD-CE', 'square': 'Square'}
 
+def check_eval_attack(name:str, # an attack name, as `eval_attack` takes it
+                      n_queries:int=None # Square's query budget, checked when given (None: not checked)
+                     ) -> str: # `name`
+    "Raise the `ValueError` `eval_attack` would raise for `name` (or for Square's `n_queries`); return `name` when valid."
+    check_choice('evaluation attack', name, list(SNN_ATTACKS) + [a for a in ANN_ATTACKS if a != 'square'])
+    if n_queries is not None: check_int('n_queries', n_queries, 1)
+    return name
+
 def eval_attack(name:str, # an SNN attack ('fgsm_ens', 'pgd_ens', 'apgd-ce_ens', 'apgd-dlr_ens', 'rga', 'square') or an ANN one ('fgsm', 'pgd', 'apgd-ce', 'apgd-dlr')
                 eps:float=8/255, # L_inf budget in [0, 1] units
                 steps:int=None, # iterations of PGD (default 10) / APGD (default 100)
@@ -252,8 +259,9 @@ def eval_attack(name:str, # an SNN attack ('fgsm_ens', 'pgd_ens', 'apgd-ce_ens',
                 members=ENSEMBLE_MODES, # the ensemble's members
                 seed:int=0): # the attack's seed
     "Build an evaluation attack by name."
-    check_choice('evaluation attack', name, list(SNN_ATTACKS) + [a for a in ANN_ATTACKS if a != 'square'])
+    check_eval_attack(name, n_queries if name == 'square' else None)
     check_range('eps (L_inf budget in [0, 1] image units, e.g. 8/255)', eps, 0, 1)
+    if steps is not None: steps = check_int('steps', steps, 1)
     kw = {} if steps is None or name.startswith('fgsm') else dict(steps=steps)
     if name == 'square': return make_attack('square', eps=eps, n_queries=n_queries, seed=seed)
     if name == 'rga': return EnsembleAttack('pgd', members=('rga',), eps=eps, seed=seed, name='RGA', **kw)
@@ -291,6 +299,46 @@ def at_T(model:nn.Module, T:int):
     finally:
         for m, old in saved: m.T = old
 
+def _as_tuple(v): return tuple(v) if isinstance(v, (tuple, list)) else (v,)
+
+def _check_samples(x, y):
+    "At least one sample, and as many labels as images."
+    if len(x) == 0: raise ValueError("no samples to evaluate: x is empty")
+    if len(x) != len(y): raise ValueError(f"x and y differ in length: {len(x)} images, {len(y)} labels")
+
+def _check_members(members) -> tuple:
+    "The ensemble's members as spec strings, or a clear error for none or an unknown one."
+    members = _as_tuple(members)
+    if not members: raise ValueError(f"an ensemble needs at least one member, e.g. {ENSEMBLE_MODES[0]!r}")
+    return tuple(str(check_member(m)) for m in members)
+
+def check_report_settings(eps=(2/255, 4/255, 8/255), # white-box budgets (a number or a sequence)
+                          attacks=('fgsm_ens', 'pgd_ens', 'apgd-dlr_ens', 'apgd-ce_ens', 'rga'), # white-box SNN attacks
+                          square_queries=(500, 1000, 5000), # Square's query budgets, positive integers (0 or () to skip Square)
+                          square_eps:float=8/255, # Square's budget
+                          pgd_steps:int=10, # steps of PGD, PGD_ens and RGA
+                          apgd_steps:int=100, # iterations of APGD and APGD_ens
+                          members=ENSEMBLE_MODES, # the ensemble's members
+                          seed:int=0, # every attack's seed
+                          batch_size:int=100, # samples per attack call
+                          n:int=None # number of test samples, checked when given
+                         ) -> dict: # the settings as `evaluation_report` uses them (tuples, ints), without `n`
+    "Check the settings of `evaluation_report` before any attack runs: one `ValueError` for the first bad one."
+    eps = tuple(check_range('eps (L_inf budget in [0, 1] image units, e.g. 8/255)', e, 0, 1) for e in _as_tuple(eps))
+    attacks = _as_tuple(attacks)
+    for a in attacks:
+        if a == 'square': raise ValueError("attacks lists the white-box SNN attacks; Square runs at each of square_queries, "
+                                           "e.g. square_queries=(500, 1000, 5000)")
+        check_choice('SNN attack', a, [k for k in SNN_ATTACKS if k != 'square'])
+    if attacks and not eps: raise ValueError(f"eps needs at least one budget for the attacks {list(attacks)}, e.g. eps=(8/255,)")
+    square_queries = tuple(check_int('each of square_queries', q, 1) for q in _as_tuple(square_queries or ()))
+    check_range('square_eps (L_inf budget in [0, 1] image units, e.g. 8/255)', square_eps, 0, 1)
+    if n is not None: check_int('n', n, 1)
+    return dict(eps=eps, attacks=attacks, square_queries=square_queries, square_eps=square_eps,
+                pgd_steps=check_int('pgd_steps', pgd_steps, 1), apgd_steps=check_int('apgd_steps', apgd_steps, 1),
+                members=_check_members(members), seed=check_seed('seed', seed),
+                batch_size=check_int('batch_size', batch_size, 1))
+
 def _entry_key(net, name, eps, q=None): return f"{net}/{name}/{eps_label(eps)}" + ("" if q is None else f"/{q}")
 
 def _batched_mask(model, attack, x, y, batch_size):
@@ -303,7 +351,7 @@ def evaluation_report(snn:nn.Module, # the SNN (T > 0)
                       ann:nn.Module=None, # the source ANN (evaluated at T = 0), or None for the SNN column only
                       eps=(2/255, 4/255, 8/255), # white-box budgets
                       attacks=('fgsm_ens', 'pgd_ens', 'apgd-dlr_ens', 'apgd-ce_ens', 'rga'), # white-box SNN attacks
-                      square_queries=(500, 1000, 5000), # Square's query budgets (0 or () to skip Square)
+                      square_queries=(500, 1000, 5000), # Square's query budgets, positive integers (0 or () to skip Square)
                       square_eps:float=8/255, # Square's budget
                       pgd_steps:int=10, # steps of PGD, PGD_ens and RGA
                       apgd_steps:int=100, # iterations of APGD and APGD_ens
@@ -315,10 +363,10 @@ def evaluation_report(snn:nn.Module, # the SNN (T > 0)
                       desc:str='evaluation' # progress-bar label
                      ) -> dict: # settings, clean accuracies and one entry per (model, attack, eps, queries)
     "Clean and robust accuracy of an SNN (and its ANN) under the paper's attacks: the data of Table 1."
-    check_snn(snn, 'evaluation_report')
-    for e in eps: check_range('eps (L_inf budget in [0, 1] image units, e.g. 8/255)', e, 0, 1)
-    for a in attacks: check_choice('SNN attack', a, [k for k in SNN_ATTACKS if k != 'square'])
-    square_queries = tuple(square_queries or ())
+    s = check_report_settings(eps, attacks, square_queries, square_eps, pgd_steps, apgd_steps, members, seed, batch_size)
+    eps, attacks, square_queries, pgd_steps, apgd_steps, members, seed, batch_size = (s[k] for k in (
+        'eps', 'attacks', 'square_queries', 'pgd_steps', 'apgd_steps', 'members', 'seed', 'batch_size'))
+    check_snn(snn, 'evaluation_report'); _check_samples(x, y)
     dev = next(snn.parameters()).device
     x, y = x.to(dev), y.to(dev)
     jobs = [('snn', a, e, None) for a in attacks for e in eps] + [('snn', 'square', square_eps, q) for q in square_queries]
@@ -346,7 +394,7 @@ def evaluation_report(snn:nn.Module, # the SNN (T > 0)
         if on_entry is not None: on_entry(key, entries[key], entries)
     settings = dict(n=len(y), T=model_T(snn), eps=[eps_label(e) for e in eps], square_eps=eps_label(square_eps),
                     square_queries=list(square_queries), pgd_steps=pgd_steps, apgd_steps=apgd_steps,
-                    members=[str(check_member(m)) for m in members], seed=seed)
+                    members=list(members), seed=seed)
     return dict(settings=settings, clean=clean, entries=entries, seconds=round(time.perf_counter() - t_all, 1))
 
 def report_markdown(report:dict # as returned by `evaluation_report`
@@ -392,10 +440,17 @@ def sanity_checks(model:nn.Module, # the SNN (T > 0)
                   desc:str='sanity checks' # progress-bar label
                  ) -> dict: # {'checks': [{name, passed, detail, numbers}], 'clean': accuracy, 'n': samples}
     "Run the requested sanity checks of a robustness evaluation; each says whether it passed and why."
-    check_snn(model, 'sanity_checks')
-    valid = ('large_eps', 'steps', 'square', 'naive')
-    for c in checks: check_choice('sanity check', c, valid)
-    for e in (eps, *eps_sweep): check_range('eps (L_inf budget in [0, 1] image units, e.g. 8/255)', e, 0, 1)
+    valid, what = ('large_eps', 'steps', 'square', 'naive'), 'eps (L_inf budget in [0, 1] image units, e.g. 8/255)'
+    checks = tuple(check_choice('sanity check', c, valid) for c in _as_tuple(checks))
+    check_range(what, eps, 0, 1)
+    eps_sweep = tuple(check_range(what, e, 0, 1) for e in _as_tuple(eps_sweep))
+    if 'large_eps' in checks and not eps_sweep: raise ValueError("check 'large_eps' needs eps_sweep, e.g. (8/255, 64/255)")
+    steps = tuple(check_int('each of steps', k, 1) for k in _as_tuple(steps))
+    if 'steps' in checks and not steps: raise ValueError("check 'steps' needs PGD_ens step counts, e.g. steps=(7, 10, 20, 40)")
+    n_queries, naive, members = check_int('n_queries', n_queries, 1), str(check_member(naive)), _check_members(members)
+    check_range('zero_tol', zero_tol, 0, 1)
+    seed, batch_size = check_seed('seed', seed), check_int('batch_size', batch_size, 1)
+    check_snn(model, 'sanity_checks'); _check_samples(x, y)
     dev = next(model.parameters()).device
     x, y, n, cache = x.to(dev), y.to(dev), len(y), {}
     def pgd_ens(e, k=10, mem=members):

@@ -14,14 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import check_range
+from .core import check_range, check_int
 
 # %% ../nbs/02_layers.ipynb #a3ef41e2
 def kept_count(density:float, # fraction of the layer's weights kept, in [0, 1]
                n:int # number of weights in the layer
               ) -> int:
     "Number of weights a layer keeps: max(1, round(density * n))."
-    check_range('density', density, lo=0, hi=1)
+    check_range('density', density, lo=0, hi=1); n = check_int('n (number of weights)', n, 1)
     return max(1, round(float(density) * n))
 
 def topk_mask(scores:Tensor, # importance scores, any shape
@@ -29,6 +29,7 @@ def topk_mask(scores:Tensor, # importance scores, any shape
              ) -> Tensor: # boolean mask of `scores`' shape with exactly `k` True
     "Boolean mask of the `k` largest scores; ties go to the lower flat index."
     flat = scores.detach().flatten()
+    k = check_int('k (weights to keep)', k, 0, flat.numel())
     keep = torch.sort(flat, descending=True, stable=True).indices[:k]
     return torch.zeros_like(flat, dtype=torch.bool).index_fill_(0, keep, True).view_as(scores)
 
@@ -133,6 +134,7 @@ class Normalize(nn.Module):
                  mean=None, # per-channel means (None: 0)
                  std=None): # per-channel standard deviations (None: 1)
         super().__init__()
+        in_channels = check_int('in_channels', in_channels, 1)
         mean = torch.zeros(in_channels) if mean is None else torch.as_tensor(mean, dtype=torch.float32).flatten()
         std = torch.ones(in_channels) if std is None else torch.as_tensor(std, dtype=torch.float32).flatten()
         for name, v in (('mean', mean), ('std', std)):

@@ -11,7 +11,7 @@ __all__ = ['VGG_BLOCKS', 'SpikingNet', 'VGG', 'vgg11', 'vgg16', 'PreActBlock', '
 import torch
 from torch import nn, Tensor
 
-from .core import check_range
+from .core import check_range, check_int
 from .neurons import (IFNeuron, Temporal, direct_coding, time_mean, sim_steps, set_T as _set_T,
                                      set_mode as _set_mode, spiking_neurons)
 from .layers import MaskedConv2d, MaskedLinear, Normalize, prunable_layers
@@ -43,10 +43,16 @@ class SpikingNet(Temporal):
         return time_mean(self.body(direct_coding(self.normalize(x), n)), n)
 
 # %% ../nbs/03_models.ipynb #091ce074
-def _ch(c:int, width:float) -> int: return max(1, round(c * width))
+def _ch(c:int, width:float) -> int: return round(c * width)
 
-def _check_width(width):
+def _check_width(width, # the width multiplier
+                 narrowest:int # channels of the model's narrowest layer at width 1
+                ) -> float:
+    "`width` as a float, or a clear error when it is not a finite positive number or leaves a layer without channels."
     check_range('width', width, lo=0, lo_open=True)
+    if _ch(narrowest, float(width)) < 1:
+        raise ValueError(f"width must be in ({0.5 / narrowest:g}, inf), got {width!r}: the narrowest layer "
+                         f"({narrowest} channels at width 1) would get round({narrowest} * {width!r}) = 0 channels")
     return float(width)
 
 # %% ../nbs/03_models.ipynb #137f59b1
@@ -61,7 +67,9 @@ class VGG(SpikingNet):
                  width:float=1.0, # width multiplier
                  mean=None, std=None): # normalisation of the first layer
         super().__init__(in_channels, mean, std)
-        width, layers, c_in = _check_width(width), [], in_channels
+        num_classes = check_int('num_classes', num_classes, 1)
+        narrowest = min(min(c for b in blocks for c in b), 256)             # of the convs and the hidden linear layers
+        width, layers, c_in = _check_width(width, narrowest), [], in_channels
         for block in blocks:
             for c in block:
                 c = _ch(c, width)
@@ -105,8 +113,9 @@ class WideResNet(SpikingNet):
                  widen:int=4, # widening factor k: groups of 16k, 32k, 64k channels
                  num_classes:int=10, in_channels:int=3, width:float=1.0, mean=None, std=None):
         super().__init__(in_channels, mean, std)
-        if (depth - 4) % 6: raise ValueError(f"WRN depth must be 6n + 4 (e.g. 16, 22, 28), got {depth}")
-        width, n = _check_width(width), (depth - 4) // 6
+        num_classes, widen = check_int('num_classes', num_classes, 1), check_int('widen', widen, 1)
+        if check_int('depth', depth, 10) % 6 != 4: raise ValueError(f"WRN depth must be 6n + 4 (e.g. 16, 22, 28), got {depth}")
+        width, n = _check_width(width, 16), (depth - 4) // 6
         c = _ch(16, width)
         self.stem, blocks = MaskedConv2d(in_channels, c, 3, 1, 1, bias=False), []
         for c_out, stride in ((16 * widen, 1), (32 * widen, 2), (64 * widen, 2)):

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import check_choice, check_range
+from .core import check_choice, check_range, check_int
 
 try: import numba                       # compiles the neuron's CPU kernel; without it the torch loop runs everywhere
 except ImportError: numba = None
@@ -31,14 +31,16 @@ def direct_coding(x:Tensor, # images (B, ...), already normalised
                   T:int # number of time steps (1 for the ANN)
                  ) -> Tensor: # (T*B, ...): the same input at every step, time folded into the batch
     "Direct coding: repeat the analogue input at every one of `T` steps."
+    T = check_int('T', T, 1)
     return x.unsqueeze(0).expand(T, *x.shape).reshape(T * x.shape[0], *x.shape[1:])
 
 def unfold_time(x:Tensor, # (T*B, ...) with time folded into the batch
                 T:int # number of time steps
                ) -> Tensor: # (T, B, ...)
     "Split the merged time-batch dimension."
-    if T < 1 or x.shape[0] % T: raise ValueError(f"leading size {x.shape[0]} is not a multiple of T={T}; "
-                                                 "fold time into the batch as (T*B, ...)")
+    T = check_int('T', T, 1)
+    if x.shape[0] % T: raise ValueError(f"leading size {x.shape[0]} is not a multiple of T={T}; "
+                                        "fold time into the batch as (T*B, ...)")
     return x.reshape(T, x.shape[0] // T, *x.shape[1:])
 
 def fold_time(x:Tensor # (T, B, ...)
@@ -366,11 +368,8 @@ def if_reference(x:Tensor, # (T, B, ...) input currents
 
 # %% ../nbs/01_neurons.ipynb #e65678fe
 def _check_T(T):
-    "`T` as an int, or a clear error."
-    try: ok = not isinstance(T, bool) and int(T) == T and T >= 0
-    except (TypeError, ValueError): ok = False
-    if not ok: raise ValueError(f"T must be a non-negative integer (0 = ANN with ReLU, T > 0 = SNN time steps), got {T!r}")
-    return int(T)
+    "`T` as an int, or a clear error (2.0 and True are refused like 2.5)."
+    return check_int('T (0 = ANN with ReLU, > 0 = SNN time steps)', T, 0)
 
 class Temporal(nn.Module):
     "A module whose computation depends on the simulation length `T` and the gradient mode."

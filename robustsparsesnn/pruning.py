@@ -206,6 +206,11 @@ class PruneConfig:
         if self.finetune is None: self.finetune = TrainConfig(epochs=30, lr=0.01, weight_decay=1e-4)
         if isinstance(self.scores, dict): self.scores = TrainConfig(**self.scores)
         if isinstance(self.finetune, dict): self.finetune = TrainConfig(**self.finetune)
+        for k in ('scores', 'finetune'):
+            if not isinstance(getattr(self, k), TrainConfig):
+                raise ValueError(f"{k} must be a TrainConfig or a dict of its settings, got {getattr(self, k)!r}")
+        # HARP's settings, checked here rather than after the ANN has trained: finite, gamma >= 0, growth >= 1,
+        # and floor < 1, since k_min = floor * density must stay below the density HARP starts from
         check_range('gamma', self.gamma, lo=0); check_range('growth', self.growth, lo=1)
         check_range('floor', self.floor, lo=0, hi=1, lo_open=True, hi_open=True)
 

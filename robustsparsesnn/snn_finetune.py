@@ -14,7 +14,7 @@ from dataclasses import replace
 import torch
 from torch import nn, Tensor
 
-from .core import check_choice, check_range
+from .core import check_choice, check_range, check_int, check_seed
 from .neurons import set_T, set_mode, spiking_neurons
 from .layers import prunable_layers, topk_mask
 from .training import TrainConfig, fit, mask_weights_
@@ -61,7 +61,7 @@ def finetune(snn:nn.Module, # the converted SNN (`conversion.convert`), or an E2
     if cfg.objective != 'trades' or cfg.attack != 'rfgsm-kl':
         raise ValueError(f"Eq. 8 is TRADES with RFGSM on the KL term: objective 'trades' and attack 'rfgsm-kl', "
                          f"got {cfg.objective!r} and {cfg.attack!r}")
-    if not isinstance(T, int) or isinstance(T, bool) or T < 1: raise ValueError(f"T must be an integer >= 1, got {T!r}")
+    T = check_int('T (SNN time steps)', T, 1)
     set_T(snn, T); set_mode(snn, mode)
     for _, n in spiking_neurons(snn): n.threshold.requires_grad_(True)
     mask_weights_(snn)
@@ -102,6 +102,7 @@ def e2e_snn(model:nn.Module, # a freshly initialised model of the ANN's architec
     "The E2E baseline's starting point: fresh weights, V_th = `vth`, sparse connectivity fixed before training."
     check_choice('connectivity', connectivity, CONNECTIVITY); check_choice('init', init, INITS)
     check_range('vth', vth, 0, lo_open=True)
+    seed, T = check_seed('seed', seed), check_int('T (SNN time steps)', T, 1)
     mine, ref = list(prunable_layers(model)), list(prunable_layers(reference))
     if [(n, tuple(l.weight.shape)) for n, l in mine] != [(n, tuple(l.weight.shape)) for n, l in ref]:
         raise ValueError("the model's prunable layers do not match the reference ANN's (another architecture or width?)")

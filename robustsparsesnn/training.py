@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import check_choice, check_range, progress, get_device, RunDir, get_rng_state, set_rng_state
+from .core import (check_choice, check_range, check_int, check_seed, progress, get_device, RunDir,
+                                  get_rng_state, set_rng_state)
 from .attacks import make_attack, robust_accuracy, kl_loss, eval_mode
 from .layers import prunable_layers
 
@@ -64,8 +65,10 @@ class TrainConfig:
         check_choice('objective', self.objective, OBJECTIVES)
         check_range('eps', self.eps, 0, 1); check_range('beta', self.beta, 0)
         check_choice('attack', self.attack, ('pgd-kl', 'rfgsm-kl', 'pgd', 'rfgsm', 'fgsm'))
-        if self.attack_steps < 1: raise ValueError(f"attack_steps must be >= 1, got {self.attack_steps}")
-        if self.epochs < 1: raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        self.attack_steps, self.epochs = check_int('attack_steps', self.attack_steps, 1), check_int('epochs', self.epochs, 1)
+        self.eval_steps, self.eval_n = check_int('eval_steps', self.eval_steps, 1), check_int('eval_n', self.eval_n, 1)
+        if self.eval_eps is not None: check_range('eval_eps', self.eval_eps, 0, 1)
+        self.seed = check_seed('seed', self.seed)
         check_range('lr', self.lr, 0, lo_open=True); check_range('momentum', self.momentum, 0, 1, hi_open=True)
         check_range('weight_decay', self.weight_decay, 0)
         check_choice('schedule', self.schedule, ('cosine', 'constant'))
@@ -167,6 +170,7 @@ def fit(model:nn.Module, # the model to train (its device is used)
         stop_after:int=None, # return after this many epochs of this call (the run resumes later)
         penalty=None): # a function (model, epoch) -> scalar added to the loss (e.g. HARP's size penalty)
     "Train `model` with `cfg`, evaluating and checkpointing every epoch; returns the per-epoch history."
+    if stop_after is not None: stop_after = check_int('stop_after', stop_after, 0)
     run = RunDir(run) if run is not None and not isinstance(run, RunDir) else run
     opt, sched = make_optimizer(model, cfg)
     history, start, best = [], 0, -1.0

@@ -5,8 +5,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from robustsparsesnn.conversion import (percentile, percentile_reference, calibrate_thresholds, convert,
-                                        pack_spikes, unpack_spikes)
+from robustsparsesnn.conversion import (percentile, percentile_reference, calibrate_thresholds, calibration_batches,
+                                        convert, nearest_rank, pack_spikes, unpack_spikes)
 from robustsparsesnn.layers import prunable_layers
 from robustsparsesnn.models import vgg11, vgg16, WideResNet
 
@@ -65,9 +65,34 @@ def test_convert_bad_input():
     m = vgg11(10, 1, width=0.125)
     x = torch.rand(8, 1, 16, 16)
     for kw, msg in [(dict(T_c=0), 'T_c'), (dict(T_c=2.5), 'T_c'), (dict(rho=0), 'rho'), (dict(rho=101), 'rho'),
-                    (dict(lam=0), 'lambda'), (dict(T=0), 'T must'), (dict(method='fast'), 'calibration method')]:
+                    (dict(lam=0), 'lambda'), (dict(T=0), r'T \(SNN time steps\) must'), (dict(method='fast'), 'calibration method')]:
         with pytest.raises(ValueError, match=msg): convert(m, x, n_batches=1, batch_size=8, **kw)
     with pytest.raises(ValueError, match='do not match'):
         convert(vgg11(10, 1, width=0.25).state_dict(), x, snn=m, n_batches=1, batch_size=8)
     with pytest.raises(ValueError, match='do not match'):
         convert(vgg11(100, 1, width=0.125), x, snn=m, n_batches=1, batch_size=8)
+
+
+X8 = torch.rand(8, 1, 16, 16)
+
+
+# Counts are integers in their range, never truncated; checked before the model is copied or run.
+@pytest.mark.parametrize('call, msg', [
+    (lambda: convert(vgg11(10, 1, width=0.125), X8, T=2.5), 'T (SNN time steps) must be an integer in 1..inf, got 2.5'),
+    (lambda: convert(vgg11(10, 1, width=0.125), X8, T=8.0), 'T (SNN time steps) must be an integer in 1..inf, got 8.0'),
+    (lambda: convert(vgg11(10, 1, width=0.125), X8, T=-4), 'T (SNN time steps) must be an integer in 1..inf, got -4'),
+    (lambda: convert(vgg11(10, 1, width=0.125), X8, T_c=-1), 'T_c (calibration time steps) must be an integer in 1..inf, got -1'),
+    (lambda: convert(vgg11(10, 1, width=0.125), X8, T_c=True), 'T_c (calibration time steps) must be an integer in 1..inf, got True'),
+    (lambda: convert(vgg11(10, 1, width=0.125), X8, n_batches=0), 'n_batches must be an integer in 1..inf, got 0'),
+    (lambda: convert(vgg11(10, 1, width=0.125), X8, n_batches=1, batch_size=7.5), 'batch_size must be an integer in 1..inf, got 7.5'),
+    (lambda: calibration_batches(X8, 2, 0), 'batch_size must be an integer in 1..inf, got 0'),
+    (lambda: calibration_batches(X8, -1, 4), 'n_batches must be an integer in 1..inf, got -1'),
+    (lambda: calibration_batches(X8, 2.0, 4), 'n_batches must be an integer in 1..inf, got 2.0'),
+    (lambda: nearest_rank(0, 50), 'n (number of values) must be an integer in 1..inf, got 0'),
+    (lambda: nearest_rank(10, 0), 'rho (percentile) must be in (0, 100], got 0'),
+    (lambda: percentile(X8, 99.7, chunk=0), 'chunk must be an integer in 1..inf, got 0'),
+    (lambda: percentile(X8, float('nan')), 'rho (percentile) must be in (0, 100], got nan'),
+])
+def test_bad_counts(call, msg):
+    with pytest.raises(ValueError) as e: call()
+    assert msg in str(e.value)

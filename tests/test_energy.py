@@ -161,6 +161,25 @@ def test_bad_input():
     with pytest.raises(ValueError, match="shape"): synaptic_ops(rec, {k: v[..., :1] for k, v in fan_out(net, (1, 8, 8)).items()})
 
 
+@pytest.mark.parametrize('kw, msg', [
+    (dict(n=0), 'n must be an integer in 1..inf, got 0'),
+    (dict(n=-2), 'n must be an integer in 1..inf, got -2'),
+    (dict(n=2.5), 'n must be an integer in 1..inf, got 2.5'),
+    (dict(n=4.0), 'n must be an integer in 1..inf, got 4.0'),
+    (dict(batch_size=0), 'batch_size must be an integer in 1..inf, got 0'),
+    (dict(batch_size=1.5), 'batch_size must be an integer in 1..inf, got 1.5'),
+])
+def test_bad_counts(kw, msg):
+    "A fractional or non-positive sample count is refused, never truncated (also through energy_report)."
+    net = VGG(((3,), (4,)), num_classes=3, in_channels=1).set_T(2)
+    x = torch.rand(4, 1, 8, 8)
+    with pytest.raises(ValueError) as e: record_spikes(net, x, **kw)
+    assert msg in str(e.value)
+    if 'n' in kw:
+        with pytest.raises(ValueError) as e: energy_report(net, x, **kw)
+        assert msg in str(e.value)
+
+
 @settings(**SETTINGS)
 @given(density=st.sampled_from([1.0, 0.7, 0.2, 0.03, 0.001]), fmt=st.sampled_from(['auto', 'bitmask', 'csr']),
        wrn=st.booleans(), seed=st.integers(0, 1000))

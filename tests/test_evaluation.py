@@ -2,13 +2,15 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from hypothesis import given, settings, strategies as st, HealthCheck
 
-from robustsparsesnn.evaluation import (EnsembleAttack, PassCounter, evaluation_report, exact_logits, model_T,
-                                        sanity_checks, using_mode, at_T)
+from robustsparsesnn.evaluation import (EnsembleAttack, PassCounter, check_eval_attack, check_report_settings,
+                                        eval_attack, evaluation_report, exact_logits, model_T, sanity_checks,
+                                        using_mode, at_T)
 from robustsparsesnn.layers import MaskedConv2d, MaskedLinear
 from robustsparsesnn.models import SpikingNet
 from robustsparsesnn.neurons import ENSEMBLE_MODES, IFNeuron, Temporal
@@ -110,6 +112,78 @@ def test_report_resumes_and_skips_done_entries():
     assert again == seen[3:]
     assert {k: e['robust'] for k, e in res['entries'].items()} == {k: e['robust'] for k, e in full['entries'].items()}
     assert model_T(m) == 3                                            # the ANN column ran at T=0 and came back
+
+
+# Evaluation settings: checked before the first attack (a bad value at the end of a list fails before the
+# first entry), with one message naming the value and what is valid.
+BAD_REPORT = [
+    (dict(attacks=('pgd_ens', 'cw')), "unknown SNN attack 'cw'; valid: fgsm_ens, pgd_ens, apgd-dlr_ens, apgd-ce_ens, rga"),
+    (dict(attacks='pgd'), "unknown SNN attack 'pgd'"),
+    (dict(attacks=('square',)), 'Square runs at each of square_queries'),
+    (dict(eps=(2 / 255, 1.5)), 'must be in [0, 1], got 1.5'),
+    (dict(eps=float('nan')), 'must be in [0, 1], got nan'),
+    (dict(eps=()), 'eps needs at least one budget'),
+    (dict(square_queries=(500, 1000, 0)), 'each of square_queries must be an integer in 1..inf, got 0'),
+    (dict(square_queries=(500, -1)), 'each of square_queries must be an integer in 1..inf, got -1'),
+    (dict(square_queries=(2.5,)), 'each of square_queries must be an integer in 1..inf, got 2.5'),
+    (dict(square_queries=(1000.0,)), 'each of square_queries must be an integer in 1..inf, got 1000.0'),
+    (dict(square_eps=2), 'square_eps (L_inf budget in [0, 1] image units, e.g. 8/255) must be in [0, 1], got 2'),
+    (dict(pgd_steps=0), 'pgd_steps must be an integer in 1..inf, got 0'),
+    (dict(pgd_steps=10.5), 'pgd_steps must be an integer in 1..inf, got 10.5'),
+    (dict(apgd_steps=-100), 'apgd_steps must be an integer in 1..inf, got -100'),
+    (dict(apgd_steps=True), 'apgd_steps must be an integer in 1..inf, got True'),
+    (dict(members=()), 'an ensemble needs at least one member'),
+    (dict(members=('pwl:1', 'tanh')), "unknown ensemble member 'tanh'"),
+    (dict(seed=-1), 'seed must be an integer in 0..4294967295, got -1'),
+    (dict(seed=2**32), 'seed must be an integer in 0..4294967295, got 4294967296'),
+    (dict(batch_size=0), 'batch_size must be an integer in 1..inf, got 0'),
+]
+
+
+@pytest.mark.parametrize('kw, msg', BAD_REPORT)
+def test_report_settings_checked_before_any_attack(kw, msg):
+    with pytest.raises(ValueError) as e: check_report_settings(**kw)
+    assert msg in str(e.value)
+    m, x, y = case(0)
+    c = PassCounter(m)
+    with pytest.raises(ValueError) as e: evaluation_report(c, x, y, ann=c, **kw)
+    assert msg in str(e.value)
+    assert c.forwards == 0                                              # nothing ran
+
+
+@pytest.mark.parametrize('call, msg', [
+    (lambda: check_eval_attack('cw'), "unknown evaluation attack 'cw'; valid: fgsm_ens, pgd_ens"),
+    (lambda: check_eval_attack('PGD_ens'), "unknown evaluation attack 'PGD_ens'"),
+    (lambda: check_eval_attack('square', 0), 'n_queries must be an integer in 1..inf, got 0'),
+    (lambda: check_eval_attack('square', 12.5), 'n_queries must be an integer in 1..inf, got 12.5'),
+    (lambda: eval_attack('square', n_queries=-5), 'n_queries must be an integer in 1..inf, got -5'),
+    (lambda: eval_attack('pgd', steps=0), 'steps must be an integer in 1..inf, got 0'),
+    (lambda: eval_attack('apgd-ce_ens', steps=2.5), 'steps must be an integer in 1..inf, got 2.5'),
+    (lambda: eval_attack('rga', seed=-1), 'seed must be an integer in 0..'),
+    (lambda: EnsembleAttack('pgd', steps=1.5), 'steps must be an integer in 1..inf, got 1.5'),
+    (lambda: EnsembleAttack('apgd-ce', restarts=0), 'restarts must be an integer in 1..inf, got 0'),
+    (lambda: EnsembleAttack('fgsm', steps=3), "attack 'fgsm' has no setting 'steps'"),
+    (lambda: EnsembleAttack('fgsm').reset(0.5), 'seed must be an integer in 0..'),
+    (lambda: check_report_settings(n=0), 'n must be an integer in 1..inf, got 0'),
+    (lambda: evaluation_report(case(0)[0], case(0)[1][:0], case(0)[2][:0]), 'x is empty'),
+    (lambda: evaluation_report(case(0)[0], case(0)[1], case(0)[2][:2]), 'x and y differ in length: 6 images, 2 labels'),
+    (lambda: sanity_checks(case(0)[0], case(0)[1], case(0)[2], steps=(7, 0)), 'each of steps must be an integer in 1..inf, got 0'),
+    (lambda: sanity_checks(case(0)[0], case(0)[1], case(0)[2], n_queries=1.5), 'n_queries must be an integer in 1..inf, got 1.5'),
+    (lambda: sanity_checks(case(0)[0], case(0)[1], case(0)[2], seed=-3), 'seed must be an integer in 0..4294967295, got -3'),
+    (lambda: sanity_checks(case(0)[0], case(0)[1], case(0)[2], eps_sweep=()), "check 'large_eps' needs eps_sweep"),
+    (lambda: sanity_checks(case(0)[0], case(0)[1], case(0)[2], batch_size=-1), 'batch_size must be an integer in 1..inf, got -1'),
+])
+def test_bad_counts(call, msg):
+    with pytest.raises(ValueError) as e: call()
+    assert msg in str(e.value)
+
+
+def test_report_settings_normalised():
+    "One number or one name is a one-element tuple; 0 or () skips Square; NumPy integers become ints."
+    s = check_report_settings(eps=8 / 255, attacks='rga', square_queries=0, pgd_steps=np.int64(3), members='pwl:1')
+    assert s == dict(eps=(8 / 255,), attacks=('rga',), square_queries=(), square_eps=8 / 255, pgd_steps=3, apgd_steps=100,
+                     members=('pwl:1',), seed=0, batch_size=100)
+    assert type(s['pgd_steps']) is int
 
 
 @pytest.mark.skipif(not RESULTS.exists(), reason='run scripts/cpu_evaluation_report.py first')

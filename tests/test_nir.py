@@ -121,10 +121,38 @@ def test_bad_input():
     with pytest.raises(ValueError, match="reset='soft'"): to_nir(set_reset(snn, 'soft'), (1, 16, 16))
     set_reset(snn, 'hard')
     graph = to_nir(snn, (1, 16, 16))
-    with pytest.raises(ValueError, match='needs T'): from_nir(graph, T=0)
+    with pytest.raises(ValueError, match=r'T \(time steps\) must be an integer in 1\.\.inf, got 0'): from_nir(graph, T=0)
     graph.metadata = {}
     with pytest.raises(ValueError, match='needs T'): from_nir(graph)
     lif = nir.NIRGraph.from_list(nir.LIF(tau=np.ones(1), r=np.ones(1), v_leak=np.zeros(1), v_threshold=np.ones(1)))
     with pytest.raises(ValueError, match='node types'): from_nir(lif, T=2)
     with mock.patch.dict(sys.modules, {'nir': None}):
         with pytest.raises(ImportError, match=r'pip install robustsparsesnn\[nir\]'): to_nir(snn, (1, 16, 16))
+
+
+def one_neuron_graph(**metadata):
+    "Affine(0.5) into one IF neuron, with the given metadata."
+    g = nir.NIRGraph.from_list(nir.Affine(weight=np.array([[0.5]]), bias=np.zeros(1)),
+                               nir.IF(r=np.ones(1), v_threshold=np.ones(1), v_reset=np.zeros(1)))
+    g.metadata = metadata
+    return g
+
+
+@pytest.mark.parametrize('call, msg', [
+    (lambda: from_nir(one_neuron_graph(), T=-1), 'T (time steps) must be an integer in 1..inf, got -1'),
+    (lambda: from_nir(one_neuron_graph(), T=2.5), 'T (time steps) must be an integer in 1..inf, got 2.5'),
+    (lambda: from_nir(one_neuron_graph(), T=4.0), 'T (time steps) must be an integer in 1..inf, got 4.0'),
+    (lambda: from_nir(one_neuron_graph(), T=True), 'T (time steps) must be an integer in 1..inf, got True'),
+    (lambda: from_nir(one_neuron_graph(), T='4'), "T (time steps) must be an integer in 1..inf, got '4'"),
+    (lambda: from_nir(one_neuron_graph(T=2.5)), 'T (time steps) must be an integer in 1..inf, got 2.5'),
+])
+def test_from_nir_refuses_bad_T(call, msg):
+    with pytest.raises(ValueError) as e: call()
+    assert msg in str(e.value)
+
+
+def test_from_nir_takes_T_from_a_file(tmp_path):
+    "The metadata's T comes back from HDF5 as a NumPy integer, which counts as an integer."
+    nir.write(tmp_path / 'g.nir', one_neuron_graph(T=4))
+    back = nir.read(tmp_path / 'g.nir')
+    assert from_nir(back, strict=False).T == 4

@@ -141,3 +141,24 @@ def test_prune_resumes_each_stage(tmp_path):
     rep_c = prune(c, 'harp', 0.1, dl, cfg, run=tmp_path / 'c')
     assert rep_c['table'] == rep['table']
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+# HARP's settings and the stage configs are checked when the config is made, not after hours of training.
+@pytest.mark.parametrize('kw, msg', [
+    (dict(gamma=-0.5), 'gamma must be in [0, inf), got -0.5'),
+    (dict(gamma=float('inf')), 'gamma must be finite and in [0, inf), got inf'),
+    (dict(gamma=float('nan')), 'gamma must be in [0, inf), got nan'),
+    (dict(gamma=True), 'gamma must be a finite number in [0, inf), got True'),
+    (dict(growth=0.9), 'growth must be in [1, inf), got 0.9'),
+    (dict(growth=float('inf')), 'growth must be finite and in [1, inf), got inf'),
+    (dict(floor=0), 'floor must be in (0, 1), got 0'),
+    (dict(floor=-0.1), 'floor must be in (0, 1), got -0.1'),
+    (dict(floor=1), 'floor must be in (0, 1), got 1'),
+    (dict(floor=float('inf')), 'floor must be finite and in (0, 1), got inf'),
+    (dict(scores=dict(epochs=2.5)), 'epochs must be an integer in 1..inf, got 2.5'),
+    (dict(finetune=dict(eval_steps=-1)), 'eval_steps must be an integer in 1..inf, got -1'),
+    (dict(scores=[]), 'scores must be a TrainConfig or a dict of its settings, got []'),
+])
+def test_prune_config_refuses_bad_settings(kw, msg):
+    with pytest.raises(ValueError) as e: PruneConfig(**kw)
+    assert msg in str(e.value)

@@ -1,9 +1,12 @@
 "SNN finetuning survives SIGKILL; masks hold bit for bit through many optimizer steps."
 import textwrap
 
+import pytest
 import torch
 
 from killrun import kill_resume_matches
+from robustsparsesnn.models import vgg11
+from robustsparsesnn.snn_finetune import e2e_snn, finetune, random_mask, snn_preset
 
 TRAIN = textwrap.dedent("""
     import sys, torch
@@ -56,3 +59,27 @@ def test_masks_hold_bit_for_bit_through_finetuning():
     assert h['finite'] and h['in_use_above_floor'], h
     # thresholds that did not start at the floor (an untrained net's head can be nearly silent) stay above it
     assert not [n for n in h['below_floor'] if start[n] > 0.1], (h, start)
+
+
+def _tiny(): return vgg11(num_classes=3, in_channels=1, width=0.125)
+
+
+# Bad counts and seeds are refused before anything is trained or changed.
+@pytest.mark.parametrize('call, msg', [
+    (lambda: finetune(_tiny(), None, snn_preset('snn_cpu'), T=0), 'T (SNN time steps) must be an integer in 1..inf, got 0'),
+    (lambda: finetune(_tiny(), None, snn_preset('snn_cpu'), T=2.5), 'T (SNN time steps) must be an integer in 1..inf, got 2.5'),
+    (lambda: finetune(_tiny(), None, snn_preset('snn_cpu'), T=True), 'T (SNN time steps) must be an integer in 1..inf, got True'),
+    (lambda: snn_preset('snn_cpu', epochs=0), 'epochs must be an integer in 1..inf, got 0'),
+    (lambda: snn_preset('snn_paper', eval_steps=-10), 'eval_steps must be an integer in 1..inf, got -10'),
+    (lambda: snn_preset('e2e_cpu', eval_n=0.5), 'eval_n must be an integer in 1..inf, got 0.5'),
+    (lambda: snn_preset('e2e_paper', seed=-2), 'seed must be an integer in 0..4294967295, got -2'),
+    (lambda: e2e_snn(_tiny(), _tiny(), seed=-1), 'seed must be an integer in 0..4294967295, got -1'),
+    (lambda: e2e_snn(_tiny(), _tiny(), seed=3.5), 'seed must be an integer in 0..4294967295, got 3.5'),
+    (lambda: e2e_snn(_tiny(), _tiny(), T=0), 'T (SNN time steps) must be an integer in 1..inf, got 0'),
+    (lambda: e2e_snn(_tiny(), _tiny(), T=4.0), 'T (SNN time steps) must be an integer in 1..inf, got 4.0'),
+    (lambda: random_mask((2, 3), 7), 'k (weights to keep) must be an integer in 0..6, got 7'),
+    (lambda: random_mask((2, 3), 2.5), 'k (weights to keep) must be an integer in 0..6, got 2.5'),
+])
+def test_bad_settings(call, msg):
+    with pytest.raises(ValueError) as e: call()
+    assert msg in str(e.value)

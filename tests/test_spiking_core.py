@@ -121,10 +121,50 @@ def test_threshold_floor_and_errors():
     set_T(n, 3)(torch.full((3, 4), 0.06)).sum().backward()
     assert n.threshold.grad.item() != 0                     # straight-through past the floor
     for bad in (0, -1e-3):
-        with pytest.raises(ValueError, match=r"threshold floor must be in \(0, inf\]"): IFNeuron(floor=bad)
-    with pytest.raises(ValueError, match="T must be a non-negative integer"): set_T(n, -2)
+        with pytest.raises(ValueError, match=r"threshold floor must be in \(0, inf\)"): IFNeuron(floor=bad)
+    with pytest.raises(ValueError, match=r"T \(0 = ANN with ReLU, > 0 = SNN time steps\) must be an integer in 0\.\.inf, got -2"):
+        set_T(n, -2)
     with pytest.raises(ValueError, match="unknown surrogate 'tanh'; valid: pwl, exp, rect, ste, bptr, rga, relu"):
         set_mode(n, 'tanh')
+
+
+# Bad sizes and counts: one ValueError that names the value and what is valid; a fraction is never truncated.
+@pytest.mark.parametrize('call, msg', [
+    (lambda: set_T(IFNeuron(), 2.5), 'must be an integer in 0..inf, got 2.5'),
+    (lambda: set_T(IFNeuron(), 4.0), 'must be an integer in 0..inf, got 4.0'),
+    (lambda: set_T(IFNeuron(), True), 'must be an integer in 0..inf, got True'),
+    (lambda: IFNeuron(T='4'), "must be an integer in 0..inf, got '4'"),
+    (lambda: IFNeuron(floor=float('inf')), 'threshold floor must be finite and in (0, inf), got inf'),
+    (lambda: direct_coding(torch.zeros(2, 3), 0), 'T must be an integer in 1..inf, got 0'),
+    (lambda: direct_coding(torch.zeros(2, 3), 1.5), 'T must be an integer in 1..inf, got 1.5'),
+    (lambda: time_mean(torch.zeros(4, 3), -2), 'T must be an integer in 1..inf, got -2'),
+    (lambda: kept_count(0.5, 0), 'n (number of weights) must be an integer in 1..inf, got 0'),
+    (lambda: kept_count(0.5, 7.5), 'n (number of weights) must be an integer in 1..inf, got 7.5'),
+    (lambda: topk_mask(torch.rand(3, 2), 7), 'k (weights to keep) must be an integer in 0..6, got 7'),
+    (lambda: topk_mask(torch.rand(3, 2), -1), 'k (weights to keep) must be an integer in 0..6, got -1'),
+    (lambda: vgg11(in_channels=0), 'in_channels must be an integer in 1..inf, got 0'),
+    (lambda: vgg16(in_channels=3.0), 'in_channels must be an integer in 1..inf, got 3.0'),
+    (lambda: wrn28_4(in_channels=-1), 'in_channels must be an integer in 1..inf, got -1'),
+    (lambda: vgg11(num_classes=0), 'num_classes must be an integer in 1..inf, got 0'),
+    (lambda: vgg16(num_classes=2.5), 'num_classes must be an integer in 1..inf, got 2.5'),
+    (lambda: wrn28_4(num_classes=0), 'num_classes must be an integer in 1..inf, got 0'),
+    (lambda: wrn28_4(num_classes=True), 'num_classes must be an integer in 1..inf, got True'),
+    (lambda: vgg11(width=float('inf')), 'width must be finite and in (0, inf), got inf'),
+    (lambda: wrn28_4(width=float('nan')), 'width must be in (0, inf), got nan'),
+    (lambda: vgg16(width=-0.5), 'width must be in (0, inf), got -0.5'),
+    (lambda: vgg16(width=1e-3), 'width must be in (0.0078125, inf), got 0.001'),
+    (lambda: wrn28_4(width=1 / 32), 'width must be in (0.03125, inf), got 0.03125'),
+])
+def test_bad_sizes_and_counts(call, msg):
+    with pytest.raises(ValueError) as e: call()
+    assert msg in str(e.value)
+
+
+@pytest.mark.parametrize('build, c', [(vgg11, 64), (vgg16, 64), (wrn28_4, 16)])
+def test_narrowest_width_gives_every_layer_a_channel(build, c):
+    "Just above 0.5 / c the narrowest layer has one channel (round(c w) = 1) and every layer has at least one."
+    m = build(in_channels=1, width=0.5 / c * (1 + 1e-6))
+    assert min(l.weight.shape[0] for _, l in prunable_layers(m)) == 1
 
 
 @fast
