@@ -26,7 +26,7 @@ try: from torchvision.io import ImageReadMode, decode_image     # about 5x faste
 except ImportError: decode_image = None                         # torchvision plans to move decoding to TorchCodec
 
 import robustsparsesnn
-from .core import atomic_path, check_choice
+from .core import SEED_MAX, atomic_path, check_choice, check_int, check_seed
 
 # %% ../nbs/00_data.ipynb #ad69cfc8
 @dataclass(frozen=True)
@@ -76,10 +76,19 @@ _REAL = [
              note="published layout; its labelled val/ split serves as the test split (test/ has no labels)"),
 ]
 
+# %% ../nbs/00_data.ipynb #1841059d
+def _count(name:str, # the argument's name, for the message
+           value, # the value given
+           lo:int=0, # smallest valid value
+           hi:int=None): # largest valid value, or None for no limit
+    "`core.check_int` with a lower bound of 0 unless told: counts, sizes and epochs of this chapter."
+    return check_int(name, value, lo, hi)
+
 # %% ../nbs/00_data.ipynb #1fc2e491
 def channel_stats(images:torch.Tensor, # uint8 images (N, C, H, W)
                   chunk:int=4096): # images per chunk (bounds the memory used)
     "Per-channel mean and std of `images` scaled to [0, 1], as tuples of floats."
+    chunk = _count('chunk', chunk, lo=1)
     s = torch.zeros(images.shape[1], dtype=torch.float64); s2 = torch.zeros_like(s)
     for i in range(0, len(images), chunk):
         x = images[i:i+chunk].double().div_(255).transpose(0, 1).flatten(1)
@@ -92,6 +101,7 @@ def channel_stats(images:torch.Tensor, # uint8 images (N, C, H, W)
 def make_synthetic(spec:DataSpec, # a spec made by `synthetic_spec`
                    split:str='train'): # 'train' or 'test'
     "Seeded class-pattern images (uint8, (N, C, S, S)) and balanced labels (int64) for `spec`."
+    check_choice('split', split, ('train', 'test'))
     K, C, S = spec.num_classes, spec.in_channels, spec.image_size
     g = torch.Generator().manual_seed(0)
     p = torch.rand(K, C, 4, 4, generator=g)
@@ -113,6 +123,8 @@ def synthetic_spec(num_classes:int=10, # classes
                    n_test:int=500, # test images
                    name:str='synthetic'): # its name
     "A spec for a synthetic data set of any size; its mean/std are measured on its training images."
+    num_classes, in_channels, image_size, n_train, n_test = (_count(k, v, lo=1) for k, v in (
+        ('num_classes', num_classes), ('in_channels', in_channels), ('image_size', image_size), ('n_train', n_train), ('n_test', n_test)))
     spec = DataSpec(name, f'synthetic ({num_classes} classes, {in_channels}x{image_size}x{image_size})', 'synthetic',
                     num_classes, in_channels, image_size, (0.5,) * in_channels, (0.25,) * in_channels, n_train, n_test,
                     classes=tuple(f'class {i}' for i in range(num_classes)), note='seeded class patterns plus noise')
@@ -203,7 +215,10 @@ def find_data(name, # a registry name or a `DataSpec`
         root = Path(root).expanduser()
         if not root.exists(): raise FileNotFoundError(f"data folder {str(root)!r} (root=) does not exist")
         roots = [(root, 'root=')]
-    else: roots = _search_roots() + [(cache_dir()/'downloads'/spec.name, 'an earlier torchvision download')]
+    else:
+        if (env := os.environ.get('RSNN_DATA')) and not Path(env).expanduser().exists():
+            raise FileNotFoundError(f"RSNN_DATA={env!r} does not exist: set it to the folder that holds the data sets, or unset it")
+        roots = _search_roots() + [(cache_dir()/'downloads'/spec.name, 'an earlier torchvision download')]
     for folder, _ in roots:
         if folder.is_dir() or folder.is_file():
             if (found := _look_in(spec, folder)) is not None: return found
@@ -226,8 +241,9 @@ def _fingerprint(src:Path) -> str:
         st = p.stat(); parts.append(f'{p.name}:{st.st_size}:{st.st_mtime_ns}')
     return hashlib.sha1('\n'.join(parts).encode()).hexdigest()[:12]
 
-def _cache_folder(spec:DataSpec, src:Path) -> Path:
-    return cache_dir()/spec.name/_fingerprint(src)
+def _cache_folder(spec:DataSpec, src:Path, verify:bool=True) -> Path:
+    "Where the cache of `src` lies; a source read without its published checksums (verify=False) has its own folder."
+    return cache_dir()/spec.name/(_fingerprint(src) + ('' if verify or spec.name not in _PUBLISHED else '-unverified'))
 
 # %% ../nbs/00_data.ipynb #cc2d9cc5
 def _read_idx(spec:DataSpec, src:Path, work:Path):
@@ -340,8 +356,64 @@ def _check_decoded(spec:DataSpec, src:Path, out:dict, classes:list):
         if y.min() < 0 or y.max() >= spec.num_classes: raise ValueError(f"{src}: {split} labels outside 0..{spec.num_classes - 1}")
     if len(classes) != spec.num_classes: warnings.warn(f"{src}: {len(classes)} classes, {spec.title} has {spec.num_classes}")
 
+# %% ../nbs/00_data.ipynb #d44fc9da
+_PUBLISHED = {  # where each data set with published checksums is published
+    'fashion-mnist': 'https://github.com/zalandoresearch/fashion-mnist',
+    'cifar10': 'https://www.cs.toronto.edu/~kriz/cifar.html', 'cifar100': 'https://www.cs.toronto.edu/~kriz/cifar.html'}
+_FASHION_MD5 = {  # IDX file: (md5 of the published .gz, md5 of the IDX file it decompresses to)
+    'train-images-idx3-ubyte': ('8d4fb7e6c68d591d4c3dfef9ec88bf0d', 'f4a8712d7a061bf5bd6d2ca38dc4d50a'),
+    'train-labels-idx1-ubyte': ('25c81989df183df01b3e8a0aad5dffbe', '9018921c3c673c538a1fc5bad174d6f9'),
+    't10k-images-idx3-ubyte':  ('bef4ecab320f06d8554ea6380940ec79', '8181f5470baa50b63fa0f6fddb340f0a'),
+    't10k-labels-idx1-ubyte':  ('bb300cfdad3c16e7a12a480ee83cd310', '15d484375f8d13e6eb1aabb0c3f46965')}
+_ARCHIVE_MD5 = {'cifar10': ('cifar-10-python.tar.gz', 'c58f30108f718f92721af3b95e74349a'),
+                'cifar100': ('cifar-100-python.tar.gz', 'eb9058c3a382ffc7106e4002c42a8d85')}
+
+def _md5(f) -> str:
+    "md5 (hex) of what a binary file object reads, in blocks of 1 MiB."
+    h = hashlib.md5()
+    for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+    return h.hexdigest()
+
+def _not_published(spec:DataSpec, path:Path, detail:str) -> ValueError:
+    return ValueError(f"{path} is not the published {spec.title} file: {detail}. It is damaged or another version: get "
+                      f"the published file again ({_PUBLISHED[spec.name]}); for a copy that differs on purpose (a test "
+                      f"fixture, a subset), pass verify=False.")
+
+def _check_idx_file(spec:DataSpec, p:Path):
+    "Raise unless the IDX file `p` (gzipped or not) holds the published content."
+    gz_md5, raw_md5 = _FASHION_MD5[p.name.removesuffix('.gz')]
+    if p.suffix != '.gz':
+        with open(p, 'rb') as f: found = _md5(f)
+        if found != raw_md5: raise _not_published(spec, p, f"md5 {found}, published {raw_md5}")
+        return
+    with open(p, 'rb') as f: found = _md5(f)
+    if found == gz_md5: return
+    try:
+        with gzip.open(p) as f: raw = _md5(f)
+    except (OSError, EOFError, zlib.error) as e:
+        raise _not_published(spec, p, f"md5 {found}, published {gz_md5}, and it does not decompress ({type(e).__name__}: {e})") from None
+    if raw != raw_md5:
+        raise _not_published(spec, p, f"md5 {found}, published {gz_md5}; decompressed, md5 {raw}, published {raw_md5}")
+
+def _verify_source(spec:DataSpec, # the data set
+                   src:Path, # what `find_data` found
+                   verify:bool=True # False: skip the check (a copy that is not the published one on purpose)
+                  ) -> str:
+    "Check `src` against the published checksums of `spec`; say what was checked (for the cache's metadata)."
+    if spec.name in _ARCHIVE_MD5 and src.is_dir(): return 'verified by torchvision: the md5 of each batch file'
+    if spec.name not in _PUBLISHED: return 'not checked: no published checksum'
+    if not verify: return 'not checked: verify=False'
+    if spec.name == 'fashion-mnist':
+        for p in _idx_files(src): _check_idx_file(spec, p)
+        return 'verified: the md5 of each IDX file (or of its decompressed content) is the published one'
+    name, want = _ARCHIVE_MD5[spec.name]
+    with open(src, 'rb') as f: found = _md5(f)
+    if found != want: raise _not_published(spec, src, f"md5 {found}, published {want} (for {name})")
+    return f'verified: the md5 of {src.name} is the published one'
+
 # %% ../nbs/00_data.ipynb #c499fe0f
 _CORRUPT = (OSError, EOFError, RuntimeError, ValueError, tarfile.TarError, zlib.error, AssertionError)
+_CACHE_FORMAT = '2'   # the metadata below; a cache file without it (an older one) is rebuilt
 
 def _decode_source(spec:DataSpec, src:Path, folder:Path):
     "Read and check `src`; a damaged source raises a `ValueError` that names it."
@@ -354,46 +426,96 @@ def _decode_source(spec:DataSpec, src:Path, folder:Path):
         raise ValueError(f"cannot read {spec.title} from {src}: the file is corrupted, truncated or not in the expected "
                          f"layout ({type(e).__name__}: {e}); replace it with a good copy") from e
 
-def _build_cache(spec:DataSpec, src:Path, folder:Path):
-    "Decode `src` once into `folder/{train,test}.safetensors` (each written atomically); on failure leave nothing behind."
+def _digest(x:torch.Tensor, y:torch.Tensor) -> str:
+    "sha256 (hex) of the images' bytes, then the labels' bytes."
+    h = hashlib.sha256()
+    for t in (x, y): h.update(t.contiguous().numpy())
+    return h.hexdigest()
+
+def _cache_meta(spec:DataSpec, split:str, src:Path, x:torch.Tensor, y:torch.Tensor, classes:list, check:str) -> dict:
+    "What a cache file records about itself (safetensors metadata: strings)."
+    return {'format': _CACHE_FORMAT, 'dataset': spec.name, 'split': split, 'source': str(src), 'classes': json.dumps(classes),
+            'count': str(len(y)), 'shape': json.dumps(list(x.shape)), 'dtype': 'uint8', 'label_min': str(int(y.min())),
+            'label_max': str(int(y.max())), 'sha256': _digest(x, y), 'source_check': check,
+            'source_verified': 'true' if check.startswith('verified') else 'false'}
+
+def _build_cache(spec:DataSpec, src:Path, folder:Path, verify:bool=True):
+    "Check `src`, decode it once into `folder/{train,test}.safetensors` (each written atomically); on failure leave nothing behind."
     folder.mkdir(parents=True, exist_ok=True)
     try:
+        check = _verify_source(spec, src, verify)
         out, classes = _decode_source(spec, src, folder)
-        meta = {'dataset': spec.name, 'source': str(src), 'classes': json.dumps(classes)}
         for split, (x, y) in out.items():
-            with atomic_path(folder/f'{split}.safetensors') as tmp: save_file({'images': x, 'labels': y}, str(tmp), metadata=meta)
+            with atomic_path(folder/f'{split}.safetensors') as tmp:
+                save_file({'images': x, 'labels': y}, str(tmp), metadata=_cache_meta(spec, split, src, x, y, classes, check))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         if folder.parent.is_dir() and not any(folder.parent.iterdir()): folder.parent.rmdir()
         raise
 
+# %% ../nbs/00_data.ipynb #909a17b9
+class _BadCache(Exception):
+    "What is wrong with a cache file."
+
+def _read_cache(spec:DataSpec, # the data set
+                split:str, # 'train' or 'test'
+                path:Path): # the cache file
+    "Images and labels of a cache file, once they agree with its metadata and `spec`; else `_BadCache` says why."
+    try:
+        with safe_open(str(path), 'pt') as f: meta = f.metadata() or {}
+        t = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e: raise _BadCache(f"it cannot be read ({type(e).__name__}: {e})") from None
+    if meta.get('format') != _CACHE_FORMAT: raise _BadCache("it lacks the metadata that checks it (written by an older version)")
+    if (meta.get('dataset'), meta.get('split')) != (spec.name, split):
+        raise _BadCache(f"it holds {meta.get('dataset')!r} {meta.get('split')!r}, not {spec.name!r} {split!r}")
+    if sorted(t) != ['images', 'labels']: raise _BadCache(f"it holds the tensors {sorted(t)}, not images and labels")
+    x, y = t['images'], t['labels']
+    try: count, shape, lo, hi = int(meta['count']), json.loads(meta['shape']), int(meta['label_min']), int(meta['label_max'])
+    except (KeyError, ValueError) as e: raise _BadCache(f"its metadata is damaged ({type(e).__name__}: {e})") from None
+    want = (spec.in_channels, spec.image_size, spec.image_size)
+    if x.dtype != torch.uint8 or y.dtype != torch.int64: raise _BadCache(f"images are {x.dtype}, labels {y.dtype}; expected uint8 and int64")
+    if x.dim() != 4 or tuple(x.shape[1:]) != want: raise _BadCache(f"images have shape {tuple(x.shape)}; {spec.title} has (N, *{want})")
+    if y.dim() != 1 or len(x) != count or len(y) != count or list(x.shape) != shape or count == 0:
+        raise _BadCache(f"it holds {len(x)} images and {tuple(y.shape)} labels; its metadata says {count} of shape {shape}")
+    ymin, ymax = int(y.min()), int(y.max())
+    if ymin < 0 or ymax >= spec.num_classes: raise _BadCache(f"labels {ymin}..{ymax} lie outside 0..{spec.num_classes - 1}")
+    if (ymin, ymax) != (lo, hi): raise _BadCache(f"labels {ymin}..{ymax}; its metadata says {lo}..{hi}")
+    if _digest(x, y) != meta.get('sha256'): raise _BadCache("the sha256 of its images and labels is not the one written")
+    return x, y
+
 # %% ../nbs/00_data.ipynb #5310b798
 def load_dataset(name, # a registry name or a `DataSpec`
                  split:str='train', # 'train' or 'test'
                  root=None, # a folder to look in (see `find_data`)
-                 download=None): # allow a torchvision download (see `find_data`)
-    "A whole split as uint8 images (N, C, H, W) and int64 labels; decoded once, then read from the cache."
+                 download=None, # allow a torchvision download (see `find_data`)
+                 verify:bool=True): # check the source against its published checksums when the cache is built
+    "A whole split as uint8 images (N, C, H, W) and int64 labels; decoded once, then read from the checked cache."
     spec = get_spec(name)
     check_choice('split', split, ('train', 'test'))
     if spec.kind == 'synthetic': return make_synthetic(spec, split)
     src = find_data(spec, root, download)
-    folder = _cache_folder(spec, src)
+    folder = _cache_folder(spec, src, verify)
     path = folder/f'{split}.safetensors'
-    if not path.is_file(): _build_cache(spec, src, folder)
-    try: t = load_file(str(path))
-    except (SafetensorError, OSError):                        # a damaged cache file: decode again
-        path.unlink(missing_ok=True); _build_cache(spec, src, folder); t = load_file(str(path))
-    return t['images'], t['labels'].clone()
+    if path.is_file():
+        try: x, y = _read_cache(spec, split, path); return x, y.clone()
+        except _BadCache as e: warnings.warn(f"{path}: {e}; decoding {spec.title} again from {src}")
+    _build_cache(spec, src, folder, verify)
+    try: x, y = _read_cache(spec, split, path)
+    except _BadCache as e:
+        raise ValueError(f"{path}: just decoded again from {src}, it still fails its check ({e}); check the disk "
+                         f"that holds the cache ({cache_dir()}, set by RSNN_CACHE)") from None
+    return x, y.clone()
 
 # %% ../nbs/00_data.ipynb #fbc2c32c
 def load_classes(name, # a registry name or a `DataSpec`
                  root=None, # a folder to look in (see `find_data`)
-                 download=None) -> list: # allow a torchvision download (see `find_data`)
+                 download=None, # allow a torchvision download (see `find_data`)
+                 verify:bool=True) -> list: # check the source against its published checksums (see `load_dataset`)
     "The class names of data set `name` (read from its cache where the spec does not fix them)."
     spec = get_spec(name)
     if spec.classes is not None: return list(spec.classes)
-    load_dataset(spec, 'test', root, download)
-    with safe_open(str(_cache_folder(spec, find_data(spec, root, download))/'test.safetensors'), 'pt') as f:
+    load_dataset(spec, 'test', root, download, verify)
+    with safe_open(str(_cache_folder(spec, find_data(spec, root, download), verify)/'test.safetensors'), 'pt') as f:
         return json.loads(f.metadata()['classes'])
 
 # %% ../nbs/00_data.ipynb #ee609220
@@ -402,6 +524,7 @@ def random_crop_flip(x:torch.Tensor, # float images (B, C, H, W)
                      flip:bool=True, # also flip half of the images horizontally
                      generator=None): # a CPU torch.Generator
     "Random crops of the zero-padded images, the size of the originals, and random horizontal flips."
+    pad = _count('pad', pad)
     B, C, H, W = x.shape
     xp = F.pad(x, (pad, pad, pad, pad)).flatten(2)              # (B, C, (H+2p)*(W+2p))
     oy, ox = torch.randint(0, 2 * pad + 1, (2, B), generator=generator).to(x.device)
@@ -422,6 +545,7 @@ def random_resized_crop_flip(x:torch.Tensor, # float images (B, C, H, W)
                              flip:bool=True, # also flip half of the images horizontally
                              generator=None): # a CPU torch.Generator
     "Random crops of random area and aspect ratio, resized to `size` (bilinear), and random horizontal flips."
+    size = _count('size', size, lo=1)
     B, C, H, W = x.shape
     area = torch.empty(B, 10).uniform_(scale[0], scale[1], generator=generator) * H * W
     r = torch.empty(B, 10).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator).exp()
@@ -459,33 +583,79 @@ def _quota(counts:torch.Tensor, n:int) -> torch.Tensor:
     q[order[:n - int(q.sum())]] += 1
     return q
 
+def _windows(n:np.ndarray):
+    """Release and deadline (1-based positions) of every item, class by class, in order within a class: class k's
+    j-th item may take position m only if ceil((j - B) L/n_k) <= m <= floor((j - 1 + B) L/n_k) + 1, B = 1 - 1/(2K - 2)."""
+    K, L = len(n), int(n.sum())
+    D, E = 2 * K - 2, 2 * K - 3                                   # B = E / D, so every bound is a ratio of integers
+    nk = np.repeat(n, n).astype(object)                           # Python integers: exact, never overflow
+    j = (np.arange(L) - np.repeat(np.cumsum(n) - n, n) + 1).astype(object)
+    release = -((-(j * D - E) * L) // (D * nk))                   # ceil(a / b) = -(-a // b)
+    deadline = ((j - 1) * D + E) * L // (D * nk) + 1
+    return release.astype(np.int64), deadline.astype(np.int64)
+
+def _positions(n:np.ndarray) -> np.ndarray:
+    """0-based position of every item (class by class, in order within a class) in an order of L = sum(n) items where
+    every prefix holds each class within B = 1 - 1/(2K - 2) of its share. Earliest deadline first on the windows of
+    `_windows`; among equal deadlines the class furthest behind its share (largest m n_k - L taken_k), then the first."""
+    K, L = len(n), int(n.sum())
+    if K == 1: return np.arange(L)
+    release, deadline = _windows(n)
+    first = np.cumsum(n) - n                                      # index of each class's first item
+    M = 2 * L + 1                  # a released item's deficit lies in (0, 2L] while no deadline is missed, so
+    key = deadline[first] * M      # key = deadline * M - deficit orders by deadline, then by deficit (largest first)
+    nxt = release[first].copy()    # release of each class's next item; L + 1 once a class is done
+    rel, dl, nl, fl, taken = release.tolist(), deadline.tolist(), n.tolist(), first.tolist(), [0] * K
+    turn, never = np.empty(L, np.int64), np.iinfo(np.int64).max
+    for m in range(1, L + 1):
+        key -= n                                                  # the deficits grow by n_k at each position
+        k = int(np.where(nxt <= m, key, never).argmin())          # ties in the key: the lowest class
+        if nxt[k] > m: raise RuntimeError(f"interleaving {nl}: no item is released at position {m}")
+        turn[m - 1] = k; t = taken[k] = taken[k] + 1; i = fl[k] + t
+        if t < nl[k]: nxt[k] = rel[i]; key[k] += L + (dl[i] - dl[i - 1]) * M
+        else: nxt[k] = L + 1
+    pos = np.argsort(turn, kind='stable')                         # class k's j-th turn takes its j-th item
+    if not ((release <= pos + 1) & (pos + 1 <= deadline)).all():
+        raise RuntimeError(f"interleaving {nl}: an item missed its window (an internal error)")
+    return pos
+
 def _interleave(parts:list) -> torch.Tensor:
-    """Merge per-class index lists so that every prefix is within one item of each class's proportional share: each
-    position goes to the class furthest behind its share, m n_k / L - taken_k (exact integers; ties to the first)."""
+    "Merge per-class index lists so that every prefix holds each class within 1 - 1/(2K-2) of its proportional share."
     parts = [p for p in parts if len(p)]
     if not parts: return torch.zeros(0, dtype=torch.long)
-    n = np.array([len(p) for p in parts], dtype=np.int64)
-    L, taken, turn = int(n.sum()), np.zeros(len(n), np.int64), np.empty(int(n.sum()), np.int64)
-    for m in range(1, L + 1):
-        k = int(np.argmax(np.where(taken < n, m * n - L * taken, np.iinfo(np.int64).min)))
-        turn[m - 1] = k; taken[k] += 1
-    slot = np.argsort(turn, kind='stable')          # positions in class order: class k's j-th turn takes its j-th item
-    out = torch.empty(L, dtype=torch.long)
-    out[torch.from_numpy(slot)] = torch.cat(parts)
+    out = torch.empty(sum(len(p) for p in parts), dtype=torch.long)
+    out[torch.from_numpy(_positions(np.array([len(p) for p in parts], dtype=np.int64)))] = torch.cat(parts)
     return out
 
-def stratified_split(labels:torch.Tensor, # int labels of the whole set
+def _bad_labels(labels) -> str:
+    "What is wrong with `labels` as class labels (a 1-D tensor of integers >= 0), or '' if nothing."
+    if not isinstance(labels, torch.Tensor): return f"a {type(labels).__name__}"
+    if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        return f"a {labels.dtype} tensor of shape {tuple(labels.shape)}"
+    return f"a label {int(labels.min())}" if len(labels) and int(labels.min()) < 0 else ''
+
+def stratified_split(labels:torch.Tensor, # int labels (N,) of the whole set, each >= 0
                      sizes:list, # size of each subset; None (last only) takes all that is left
-                     seed:int=0): # seed of the per-class permutations
+                     seed:int=0): # seed of the per-class permutations, in 0..2**32-1
     "Disjoint, class-stratified, seed-reproducible index subsets of `labels`, one per entry of `sizes`, in interleaved order."
+    if (bad := _bad_labels(labels)): raise ValueError(f"labels must be a 1-D tensor of integers >= 0, got {bad}")
+    if not isinstance(sizes, (list, tuple)): raise ValueError(f"sizes must be a list of counts, got {sizes!r}")
+    for i, n in enumerate(sizes):
+        if n is None and i < len(sizes) - 1: raise ValueError(f"sizes[{i}]=None: only the last size may be None (all that is left)")
+        if n is not None: _count(f'sizes[{i}]', n)
+    seed = check_seed('seed', seed)
+    N = len(labels)
+    if (want := sum(n for n in sizes if n is not None)) > N:
+        raise ValueError(f"sizes={list(sizes)} ask for {want} items, but labels has {N}")
+    if N == 0: return [torch.zeros(0, dtype=torch.long) for _ in sizes]
     K = int(labels.max()) + 1
-    counts = torch.bincount(labels, minlength=K)
+    counts = torch.bincount(labels.long(), minlength=K)
     g = torch.Generator().manual_seed(seed)
     by_class = torch.argsort(labels, stable=True).split(counts.tolist())
     perms = [idx[torch.randperm(len(idx), generator=g)] for idx in by_class]
     left, used, out = counts.clone(), torch.zeros(K, dtype=torch.long), []
     for n in sizes:
-        q = left.clone() if n is None else _quota(left, n)
+        q = left.clone() if n is None else _quota(left, int(n))
         out.append(_interleave([perms[k][used[k]:used[k] + q[k]] for k in range(K)]))
         used += q; left -= q
     return out
@@ -493,7 +663,7 @@ def stratified_split(labels:torch.Tensor, # int labels of the whole set
 # %% ../nbs/00_data.ipynb #244a7c38
 def _check_n(what:str, n, avail:int, spec:DataSpec, extra:str=''):
     if n is None: return
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0 or n > avail:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0 or n > avail:
         raise ValueError(f"{what}={n!r} is not possible: {spec.title} has {avail} {extra}images; use an int in 0..{avail}"
                          + (" or None for all" if what != 'n_val' else ''))
 
@@ -505,19 +675,20 @@ class BatchLoader:
                  batch_size:int=128, # images per batch
                  shuffle:bool=False, # a new seeded order every epoch
                  augment=None, # a function (x, generator) -> x, e.g. from `get_augment`
-                 seed:int=0, # seed of the order and the augmentation
+                 seed:int=0, # seed of the order and the augmentation, in 0..2**32-1
                  drop_last:bool=False, # drop a last incomplete batch
                  device=None): # where batches go (None: where `images` is)
-        if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.images, self.labels, self.batch_size, self.shuffle = images, labels, batch_size, shuffle
-        self.augment, self.seed, self.drop_last, self.epoch = augment, seed, drop_last, 0
+        if len(images) != len(labels): raise ValueError(f"{len(images)} images but {len(labels)} labels; give one label per image")
+        self.batch_size, self.seed = _count('batch_size', batch_size, lo=1), check_seed('seed', seed)
+        self.images, self.labels, self.shuffle = images, labels, shuffle
+        self.augment, self.drop_last, self.epoch = augment, drop_last, 0
         self.device = torch.device(device) if device is not None else images.device
 
     def __len__(self):
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-    def set_epoch(self, epoch:int): self.epoch = epoch
+    def set_epoch(self, epoch:int): self.epoch = _count('epoch', epoch, hi=2**62)
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -547,18 +718,20 @@ def get_loaders(name, # a registry name or a `DataSpec`
                 n_val:int=0, # validation images carved from the training split (stratified)
                 n_test:int=None, # test images (stratified subset); None for all
                 root=None, # a folder to look in (see `find_data`)
-                seed:int=0, # seed of the subsets, the order and the augmentation
+                seed:int=0, # seed of the subsets, the order and the augmentation, in 0..2**32-1
                 augment:bool=True, # apply the data set's standard training augmentation
                 device=None, # where batches go (None: CPU)
-                download=None): # allow a torchvision download (see `find_data`)
+                download=None, # allow a torchvision download (see `find_data`)
+                verify:bool=True): # check the source against its published checksums (see `load_dataset`)
     "Loaders for `name`: seeded stratified subsets, a validation split, float batches in [0, 1]."
     spec = get_spec(name)
-    n_val = n_val or 0
-    xtr, ytr = load_dataset(spec, 'train', root, download)
+    batch_size, seed = _count('batch_size', batch_size, lo=1), check_seed('seed', seed)
+    n_val = 0 if n_val is None else n_val
+    xtr, ytr = load_dataset(spec, 'train', root, download, verify)
     _check_n('n_val', n_val, len(ytr), spec, 'training ')
     _check_n('n_train', n_train, len(ytr) - n_val, spec, f'training ' + (f'left after n_val={n_val} ' if n_val else ''))
     val_idx, tr_idx = stratified_split(ytr, [n_val, n_train], seed)
-    xte, yte = load_dataset(spec, 'test', root, download)
+    xte, yte = load_dataset(spec, 'test', root, download, verify)
     _check_n('n_test', n_test, len(yte), spec, 'test ')
     te_idx = torch.arange(len(yte)) if n_test is None else stratified_split(yte, [n_test], seed)[0]
     mk = lambda x, y, i, **kw: BatchLoader(x[i], y[i], batch_size, seed=seed, device=device, **kw)
