@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DOCS_STAMP := $(VENV)/.docs-installed-stamp
 
-.PHONY: setup demo test test-nbs test-py test-slow export bench readme docs docs-serve help
+.PHONY: setup demo test test-nbs test-py test-explore test-slow export bench readme docs docs-serve help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,7 +28,10 @@ test-nbs: setup
 	OMP_NUM_THREADS=1 RSNN_PROGRESS=0 $(BIN)/nbdev-test --n-workers 2 --timing
 
 test-py: setup
-	$(BIN)/python -m pytest tests/ -ra -m "not slow"
+	$(BIN)/python -m pytest tests/ -ra -m "not slow" --hypothesis-profile=ci
+
+test-explore: setup  ## hypothesis properties with fresh seeds and 10x the examples (RSNN_EXPLORE_SCALE), not deterministic
+	RSNN_PROGRESS=0 $(BIN)/python -m pytest tests/ -ra -m "not slow and not browser" --hypothesis-profile=explore --hypothesis-show-statistics -q
 
 test-slow: setup  ## the slow checks too: reference comparisons, full-size runs
 	$(BIN)/python -m pip install --quiet -e ".[dev,test-ref]"
