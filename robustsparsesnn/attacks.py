@@ -6,11 +6,11 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/attacks.html.md"""
 
 # %% auto #0
 __all__ = ['LOSSES', 'ATTACKS', 'REFERENCES', 'ce_loss', 'margin_loss', 'dlr_loss', 'kl_loss', 'eval_mode', 'logits_of',
-           'project', 'loss_grad', 'Attack', 'FGSM', 'RFGSM', 'PGD', 'apgd_checkpoints', 'APGD', 'square_p', 'Square',
-           'make_attack', 'robust_accuracy', 'reference_check']
+           'project', 'loss_grad', 'sample_seeds', 'Attack', 'FGSM', 'RFGSM', 'PGD', 'apgd_checkpoints', 'APGD',
+           'SAPGD', 'square_p', 'Square', 'make_attack', 'robust_accuracy', 'reference_check']
 
 # %% ../nbs/04_attacks.ipynb #28e73664
-import inspect, math, time
+import hashlib, inspect, math, time
 from contextlib import contextmanager
 
 import torch
@@ -109,6 +109,14 @@ def _check_inputs(x, y, needs_y):
     if not isinstance(y, Tensor) or y.shape != x.shape[:1] or y.is_floating_point():
         raise ValueError(f"y must be integer labels of shape ({x.shape[0]},), got {getattr(y, 'shape', y)}")
 
+def sample_seeds(x:Tensor, # a batch (B, ...)
+                 seed:int # the attack's seed
+                ) -> list: # B seeds in 0..2**64-1
+    "One seed per sample: BLAKE2b of the attack's seed and the sample's float32 bytes (never of its row or batch)."
+    rows = x.detach().to('cpu', torch.float32).contiguous().view(len(x), -1).numpy()
+    key = int(seed).to_bytes(8, 'little')
+    return [int.from_bytes(hashlib.blake2b(key + r.tobytes(), digest_size=8).digest(), 'little') for r in rows]
+
 class Attack:
     "Base class: an L_inf attack built with its budget and settings, called as `attack(model, x, y) -> x_adv`."
     losses = tuple(LOSSES)
@@ -120,17 +128,25 @@ class Attack:
         self.loss_fn = LOSSES[loss]
         self.reset(seed)
 
-    def reset(self, seed:int=None): # a new seed, or None to restart from the current one
-        "Restart the attack's random stream."
+    def reset(self, seed:int=None): # a new seed, or None to keep the current one
+        "Set the seed the per-sample streams start from."
         # torch generators take any 64-bit seed; training derives seeds such as seed * 1_000_003 + epoch
         if seed is not None: self.seed = check_int('seed', seed, 0, 2**64 - 1)
-        self.gen = torch.Generator().manual_seed(self.seed)
+        self.streams = None
 
-    def rand(self, like:Tensor, shape=None, kind='uniform'):
-        "Random numbers from the attack's generator (drawn on the CPU, so runs agree across devices)."
-        shape = like.shape if shape is None else shape
+    def rand(self, like:Tensor, # the result's dtype and device
+             shape=None, # (len(rows), ...); None: like.shape
+             kind:str='uniform', # 'uniform' in [0, 1) or 'normal'
+             rows=None # the batch rows drawn for (indices); None: every row of the call
+            ) -> Tensor:
+        "Random numbers, row r from the stream of sample `rows[r]` (drawn on the CPU, so runs agree across devices)."
+        if self.streams is None: raise RuntimeError("rand draws from the per-sample streams of a call; call the attack, not perturb")
+        shape = tuple(like.shape if shape is None else shape)
+        rows = range(len(self.streams)) if rows is None else rows.tolist()
+        if shape[0] != len(rows): raise RuntimeError(f"internal error: {shape[0]} rows asked for {len(rows)} samples")
         f = torch.rand if kind == 'uniform' else torch.randn
-        return f(shape, generator=self.gen).to(like)
+        if not rows: return torch.empty(shape).to(like)
+        return torch.stack([f(shape[1:], generator=self.streams[r]) for r in rows]).to(like)
 
     def __call__(self, model, # maps images in [0, 1] to logits (B, classes)
                  x:Tensor, # clean images in [0, 1]
@@ -139,11 +155,13 @@ class Attack:
         _check_inputs(x, y, needs_y=self.loss != 'kl')
         x = x.detach()
         if len(x) == 0: return x.clone()
+        self.streams = [torch.Generator().manual_seed(s) for s in sample_seeds(x, self.seed)]
         with eval_mode(model):
             ref = None
             if self.loss == 'kl':
                 with torch.no_grad(): ref = logits_of(model, x)
-            x_adv = project(self.perturb(model, x, y, ref).detach(), x, self.eps)
+            try: x_adv = project(self.perturb(model, x, y, ref).detach(), x, self.eps)
+            finally: self.streams = None
         if (x_adv - x).abs().max() > self.eps + 1e-6 or x_adv.min() < 0 or x_adv.max() > 1:
             raise RuntimeError("internal error: x_adv left the eps-ball or [0, 1]")
         return x_adv
@@ -151,7 +169,7 @@ class Attack:
     def perturb(self, model, x, y, ref): raise NotImplementedError
 
     def __repr__(self):
-        args = ', '.join(f'{k}={v!r}' for k, v in vars(self).items() if k not in ('gen', 'loss_fn'))
+        args = ', '.join(f'{k}={v!r}' for k, v in vars(self).items() if k not in ('streams', 'loss_fn'))
         return f'{type(self).__name__}({args})'
 
 # %% ../nbs/04_attacks.ipynb #149d6ef9
@@ -177,7 +195,7 @@ class RFGSM(Attack):
 
 # %% ../nbs/04_attacks.ipynb #00e7fe73
 class PGD(Attack):
-    "Projected gradient descent on the loss, from a random start; returns each sample's highest-loss iterate."
+    "Projected gradient descent on the loss, from a random start; returns an iterate that fools the model, else the highest-loss one."
     starts = ('uniform', 'normal', 'none')
     def __init__(self, eps:float=8/255, # L_inf budget in [0, 1] units
                  steps:int=10, # number of gradient steps
@@ -197,16 +215,29 @@ class PGD(Attack):
 
     def perturb(self, model, x, y, ref):
         x_adv = self.init(x)
-        best, best_loss = x_adv.clone(), None
+        best, keep = x_adv.clone(), _Keeper(len(x), x.device)
         for k in range(self.steps + 1):
-            if k < self.steps: loss, g, _ = loss_grad(model, x_adv, y, self.loss_fn, ref)
+            if k < self.steps: loss, g, z = loss_grad(model, x_adv, y, self.loss_fn, ref)
             else:
-                with torch.no_grad(): loss = self.loss_fn(logits_of(model, x_adv, y), y, ref)
-            up = torch.ones_like(loss, dtype=bool) if best_loss is None else loss > best_loss
+                with torch.no_grad(): z = logits_of(model, x_adv, y); loss = self.loss_fn(z, y, ref)
+            up = keep.update(loss, None if y is None else z.argmax(1) != y)
             best[up] = x_adv[up]
-            best_loss = loss if best_loss is None else torch.where(up, loss, best_loss)
             if k < self.steps: x_adv = project(x_adv + self.alpha * g.sign(), x, self.eps)
         return best
+
+class _Keeper:
+    "Which iterate to keep per sample: the first that fools the model; until one does, the highest-loss one."
+    def __init__(self, n:int, device):
+        self.loss, self.fooled = torch.full((n,), -float('inf'), device=device), torch.zeros(n, dtype=torch.bool, device=device)
+
+    def update(self, loss:Tensor, # this iterate's loss per sample
+               fooled:Tensor=None # whether it fools the model (None: no labels, loss only)
+              ) -> Tensor: # bool: keep this iterate
+        up = ~self.fooled & (loss > self.loss)
+        if fooled is not None: up |= ~self.fooled & fooled; self.fooled |= fooled
+        self.loss = torch.where(up, loss, self.loss)
+        return up
+
 
 # %% ../nbs/04_attacks.ipynb #c36e9536
 def apgd_checkpoints(steps:int # the number of iterations N
@@ -242,16 +273,16 @@ class APGD(Attack):
         for _ in range(self.restarts):
             i = (~fooled).nonzero()[:, 0]
             if len(i) == 0: break
-            xb, lb, xf, f = self.run(model, x[i], y[i])
+            xb, lb, xf, f = self.run(model, x[i], y[i], rows=i)
             up = f | (lb > best_loss[i])
             x_adv[i[up]] = torch.where(f.view(-1, *[1] * (x.ndim - 1)), xf, xb)[up]
             best_loss[i] = torch.maximum(best_loss[i], lb)
             fooled[i] = f
         return x_adv
 
-    def run(self, model, x, y):
+    def run(self, model, x, y, rows=None):
         "One run of Algorithm 1: (highest-loss point, its loss, misclassified point, whether one was found)."
-        xk = project(x + self.eps * (2 * self.rand(x) - 1), x, self.eps)
+        xk = project(x + self.eps * (2 * self.rand(x, rows=rows) - 1), x, self.eps)
         loss, g, z = loss_grad(model, xk, y, self.loss_fn)
         hist, x_prev = [loss], xk
         x_best, g_best, f_max = xk.clone(), g.clone(), loss.clone()
@@ -278,6 +309,50 @@ class APGD(Attack):
                 xk[halve], g[halve] = x_best[halve], g_best[halve]
                 w_prev, f_max_prev, halved = w, f_max.clone(), halve
         return x_best, f_max, x_fool, fooled
+
+# %% ../nbs/04_attacks.ipynb #ab297d46
+class SAPGD(Attack):
+    "SA-PGD (Wang et al. 2025): PGD with L1-normalised gradient moments and a clipped Adam-like step, halved on APGD's checkpoints."
+    losses = ('ce', 'dlr', 'margin')
+    def __init__(self, eps:float=8/255, # L_inf budget in [0, 1] units
+                 steps:int=100, # iterations (one forward and backward each, plus one for the start)
+                 loss:str='ce', # 'ce', 'dlr' or 'margin'
+                 beta1:float=0.5, # weight of the old first moment
+                 beta2:float=0.8, # weight of the old second moment
+                 seed:int=0): # seed of the per-sample random starts
+        super().__init__(eps, loss, seed)
+        self.steps = check_int('steps', steps, 1)
+        self.beta1 = float(check_range('beta1', beta1, 0, 1))
+        self.beta2 = float(check_range('beta2', beta2, 0, 1))
+
+    def init(self, x):
+        "Uniform in the ball, each sample scaled so that its largest coordinate is at distance eps."
+        t = 2 * self.rand(x) - 1
+        top = t.flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, *[1] * (x.ndim - 1))
+        return project(x + self.eps * t / top, x, self.eps)
+
+    def perturb(self, model, x, y, ref):
+        xk = self.init(x)
+        loss, g, z = loss_grad(model, xk, y, self.loss_fn)
+        best, keep = xk.clone(), _Keeper(len(x), x.device)
+        keep.update(loss, z.argmax(1) != y)
+        step = torch.full((len(x),) + (1,) * (x.ndim - 1), self.eps, device=x.device, dtype=x.dtype)
+        halve, m, v = set(apgd_checkpoints(self.steps)), 0., 0.
+        for k in range(self.steps):
+            m = self.beta1 * m + g / _l1_mean(g)
+            v = self.beta2 * v + g * g / _l1_mean(g * g)
+            move = torch.max(torch.min(step * m / (v.sqrt() + 1e-12), step), -step)
+            xk = project(xk + move, x, self.eps)
+            loss, g, z = loss_grad(model, xk, y, self.loss_fn)
+            up = keep.update(loss, z.argmax(1) != y)
+            best[up] = xk[up]
+            if k + 1 in halve: step = step / 2
+        return best
+
+def _l1_mean(g:Tensor) -> Tensor:
+    "Each sample's mean |g| over its coordinates, shaped to broadcast (1 where g is all zero: no step, no NaN)."
+    s = g.flatten(1).abs().mean(1)
+    return torch.where(s > 0, s, torch.ones_like(s)).view(-1, *[1] * (g.ndim - 1))
 
 # %% ../nbs/04_attacks.ipynb #e93bcaf2
 def square_p(i:int, # the query index, 0-based
@@ -318,35 +393,37 @@ class Square(Attack):
             a = (~fooled).nonzero()[:, 0]
             if len(a) == 0: break
             s = min(max(int(round(math.sqrt(square_p(i, self.n_queries, self.p_init) * h * w))), 1), h, w)
-            x_new = self.candidate(x[a], x_best[a], s)
+            x_new = self.candidate(x[a], x_best[a], s, rows=a)
             l_new, f_new = self.query(model, x_new, y[a])
             up = (l_new > loss[a]) | f_new
             x_best[a[up]], loss[a[up]], fooled[a[up]] = x_new[up], l_new[up], f_new[up]
         return x_best
 
-    def candidate(self, x, x_best, s, tries=20):
-        "`x_best` with a random s x s window of each image set to x +- eps (one sign per channel)."
+    def candidate(self, x, x_best, s, rows, tries=20):
+        "`x_best` with a random s x s window of each image set to x +- eps (one sign per channel); `rows`: their batch rows."
         n, c, h, w = x.shape
-        r = (self.rand(x, (n,)) * (h - s + 1)).long().clamp(max=h - s)[:, None]
-        q = (self.rand(x, (n,)) * (w - s + 1)).long().clamp(max=w - s)[:, None]
-        rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
-        win = (((rows >= r) & (rows < r + s))[:, :, None] & ((cols >= q) & (cols < q + s))[:, None, :])[:, None]
+        r = (self.rand(x, (n,), rows=rows) * (h - s + 1)).long().clamp(max=h - s)[:, None]
+        q = (self.rand(x, (n,), rows=rows) * (w - s + 1)).long().clamp(max=w - s)[:, None]
+        ii, jj = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+        win = (((ii >= r) & (ii < r + s))[:, :, None] & ((jj >= q) & (jj < q + s))[:, None, :])[:, None]
         hi, lo = project(x + self.eps, x, self.eps), project(x - self.eps, x, self.eps)
-        plus = self.rand(x, (n, c)) < 0.5
+        plus = self.rand(x, (n, c), rows=rows) < 0.5
         if self.resample:  # redraw the signs of windows that would change nothing
             same = [((x_best - v).abs() * win).flatten(2).amax(2) < 1e-7 for v in (lo, hi)]
             for _ in range(tries):
                 noop = torch.where(plus, same[1], same[0]).all(1)
                 if not noop.any(): break
-                plus = torch.where(noop[:, None], self.rand(x, (n, c)) < 0.5, plus)
+                redo = noop.nonzero()[:, 0]                  # only these rows draw again, from their own streams
+                plus[redo] = self.rand(x, (len(redo), c), rows=rows[redo]) < 0.5
         return torch.where(win, torch.where(plus[:, :, None, None], hi, lo), x_best)
 
 # %% ../nbs/04_attacks.ipynb #2939bff7
 ATTACKS = {'fgsm': (FGSM, {}), 'rfgsm': (RFGSM, {}), 'pgd': (PGD, {}),
-           'apgd-ce': (APGD, dict(loss='ce')), 'apgd-dlr': (APGD, dict(loss='dlr')), 'square': (Square, {}),
+           'apgd-ce': (APGD, dict(loss='ce')), 'apgd-dlr': (APGD, dict(loss='dlr')), 'sa-pgd': (SAPGD, {}),
+           'square': (Square, {}),
            'pgd-kl': (PGD, dict(loss='kl', start='normal')), 'rfgsm-kl': (RFGSM, dict(loss='kl'))}
 
-def make_attack(name:str, # one of `ATTACKS`: 'fgsm', 'rfgsm', 'pgd', 'apgd-ce', 'apgd-dlr', 'square', 'pgd-kl', 'rfgsm-kl'
+def make_attack(name:str, # one of `ATTACKS`: 'fgsm', 'rfgsm', 'pgd', 'apgd-ce', 'apgd-dlr', 'sa-pgd', 'square', 'pgd-kl', 'rfgsm-kl'
                 **kwargs # settings passed to the attack's class (eps, steps, seed, ...)
                ) -> Attack:
     "Build the attack called `name` with the given settings."

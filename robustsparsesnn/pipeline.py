@@ -6,13 +6,13 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/pipeline.html.md"""
 
 # %% auto #0
 __all__ = ['RUN_NAME', 'ARCHS', 'SECTIONS', 'PRESETS', 'STAGES', 'STAGE_FUNCS', 'REQUIRES', 'STAGE_OUTPUTS', 'SWEEP_SPARSITIES',
-           'TINY', 'ConfigError', 'parse_number', 'RunSettings', 'DataSettings', 'ModelSettings', 'PruneSettings',
-           'ConvertSettings', 'EvalSettings', 'EnergySettings', 'RunConfig', 'build_section', 'config_from_dict',
-           'load_config', 'prune_config', 'check_config', 'config_to_dict', 'config_toml', 'preset_config', 'RunError',
-           'check_device', 'Context', 'stage_pretrain', 'stage_prune', 'stage_convert', 'stage_snn_finetune',
-           'stage_evaluate', 'stage_energy', 'collect_metrics', 'plot_training', 'plot_summary', 'plot_densities',
-           'stage_report', 'prepare', 'open_run', 'check_stages', 'run_stage', 'run_pipeline', 'sweep', 'plot_sweep',
-           'sweep_markdown', 'user_error', 'main']
+           'TINY', 'SNN_CHECKPOINTS', 'ConfigError', 'parse_number', 'RunSettings', 'DataSettings', 'ModelSettings',
+           'PruneSettings', 'ConvertSettings', 'EvalSettings', 'EnergySettings', 'RunConfig', 'build_section',
+           'config_from_dict', 'load_config', 'prune_config', 'check_config', 'config_to_dict', 'config_toml',
+           'preset_config', 'RunError', 'check_device', 'Context', 'stage_pretrain', 'stage_prune', 'stage_convert',
+           'stage_snn_finetune', 'stage_evaluate', 'stage_energy', 'collect_metrics', 'plot_training', 'plot_summary',
+           'plot_densities', 'stage_report', 'prepare', 'open_run', 'check_stages', 'run_stage', 'run_pipeline',
+           'sweep', 'plot_sweep', 'sweep_markdown', 'evaluate_saved', 'user_error', 'main']
 
 # %% ../nbs/11_pipeline.ipynb #c1a4f34a
 import argparse, copy, dataclasses, errno, json, math, os, re, shutil, sys, tempfile, time, tomllib, traceback
@@ -31,7 +31,8 @@ from .training import TrainConfig, fit, preset as train_preset
 from .pruning import METHODS, PruneConfig, prune, prune_preset, sparsity_table, global_sparsity
 from .conversion import convert
 from .snn_finetune import finetune, snn_preset
-from .evaluation import check_report_settings, evaluation_report, report_markdown, eval_attack, robust_mask, exact_logits
+from .evaluation import (check_report_settings, evaluation_report, report_markdown, eval_attack, robust_mask,
+                                        exact_logits, eps_label, evaluate_snn, EVAL_PRESETS)
 from .energy import energy_report, relative_energy, table3, plot_spike_rates, EnergyReport
 
 # %% ../nbs/11_pipeline.ipynb #874d6b88
@@ -124,20 +125,22 @@ class ConvertSettings:
 
 @dataclass
 class EvalSettings:
-    "[evaluate]: the attacks of Table 1 on the SNNs, and PGD on the ANNs."
+    "[evaluate]: the attacks of Table 1 and the stronger ones on the SNNs, and PGD on the ANNs; the worst case per sample."
     n:int=500 # test samples attacked
     eps:tuple=(2/255, 4/255, 8/255) # white-box budgets
-    attacks:tuple=('fgsm_ens', 'pgd_ens', 'apgd-dlr_ens', 'apgd-ce_ens', 'rga') # SNN attacks on the sparse SNN
+    attacks:tuple=('fgsm_ens', 'pgd_ens', 'apgd-dlr_ens', 'apgd-ce_ens', 'rga', 'assg_sapgd', 'transfer') # SNN attacks on the sparse SNN
     square_queries:tuple=(500, 1000, 5000) # Square's query budgets on the sparse SNN (empty: none)
     pgd_steps:int=10 # steps of PGD, PGD_ens, RGA
-    apgd_steps:int=100 # iterations of APGD(_ens)
+    apgd_steps:int=100 # iterations of APGD(_ens) and of the transfer attack's APGD-CE on the ANN
+    assg_steps:int=100 # iterations of ASSG + SA-PGD
+    ann_square:bool=True # also run Square on the sparse ANN (the ANN column of Table 1)
     metric_eps:float=None # the budget of the headline numbers in metrics.json (None: the largest of eps)
     def __post_init__(self):
         self.eps, self.attacks, self.square_queries = tuple(self.eps), tuple(self.attacks), tuple(self.square_queries)
         if not self.eps: raise ValueError("eps must list at least one budget")
         for q in self.square_queries: check_int('square_queries', q, 1)     # 0 would mean "no Square" to the report
         check_report_settings(eps=self.eps, attacks=self.attacks, square_queries=self.square_queries, pgd_steps=self.pgd_steps,
-                              apgd_steps=self.apgd_steps, n=self.n)        # what `evaluation_report` will check, checked now
+                              apgd_steps=self.apgd_steps, n=self.n, assg_steps=self.assg_steps)   # what `evaluation_report` will check
         if 'pgd_ens' not in self.attacks: raise ValueError(f"attacks must include 'pgd_ens' (the headline attack), got {list(self.attacks)}")
         if self.metric_eps is None: self.metric_eps = max(self.eps)
         if self.metric_eps not in self.eps: raise ValueError(f"metric_eps {self.metric_eps} must be one of eps {list(self.eps)}")
@@ -304,7 +307,8 @@ PRESETS = {
         snn_finetune=dict(objective='trades', attack='rfgsm-kl', eps=8/255, beta=2.0, epochs=2, lr=1e-3,
                           eval_eps=8/255, eval_steps=5, eval_n=200),
         snn_n_train=3000,
-        evaluate=dict(n=200, eps=[8/255], attacks=['pgd_ens'], square_queries=[], pgd_steps=10, apgd_steps=20),
+        evaluate=dict(n=200, eps=[8/255], attacks=['pgd_ens', 'assg_sapgd', 'transfer'], square_queries=[1000], pgd_steps=10,
+                      apgd_steps=50, assg_steps=50, ann_square=False),
         energy=dict(n=200)),
 }
 # CIFAR-10 (JPEG) on 2 CPU cores: the demo's model and stages, 10,000 training images, 8/255 in every stage (the paper's
@@ -447,14 +451,16 @@ def _ann_pgd(model, x, y, eps, steps):
     return dict(clean=clean, pgd=rob.float().mean().item())
 
 def stage_evaluate(ctx:Context):
-    "Table 1 for the sparse SNN (and its ANN); PGD / PGD_ens at the headline budget for the dense ANN and dense SNN."
+    "Table 1 and the per-sample worst case for the sparse SNN (and its ANN); PGD / PGD_ens at the headline budget for the dense ANN and SNN."
     e = ctx.cfg.evaluate
     x, y = ctx.test_set(e.n)
     snn, sparse_ann = ctx.model('snn', T=ctx.cfg.convert.T).eval(), ctx.model('sparse_ann').eval()
     done = ctx.run.load_json('evaluation.json') if ctx.run.file('evaluation.json').exists() else {}
     def save(key, entry, entries): ctx.run.save_json('evaluation.json', {**done, 'partial': entries})
     rep = evaluation_report(snn, x, y, ann=sparse_ann, eps=e.eps, attacks=e.attacks, square_queries=e.square_queries,
-                            pgd_steps=e.pgd_steps, apgd_steps=e.apgd_steps, done=done.get('partial'), on_entry=save)
+                            pgd_steps=e.pgd_steps, apgd_steps=e.apgd_steps, assg_steps=e.assg_steps, ann_square=e.ann_square,
+                            done=done.get('partial'),
+                            on_entry=save)
     out = dict(sparse=rep, partial=rep['entries'])
     if ctx.cfg.run.dense_baseline:
         dense_snn, ann = ctx.model('dense_snn', T=ctx.cfg.convert.T).eval(), ctx.model('ann').eval()
@@ -487,7 +493,10 @@ def collect_metrics(ctx:Context) -> dict:
     ev, en = ctx.run.load_json('evaluation.json'), ctx.run.load_json('energy.json')
     e, rep = ctx.cfg.evaluate.metric_eps, ev['sparse']
     sparse = next(r for r in en['table3'] if r['model'] == 'sparse SNN')
-    m = dict(ann_clean_acc=rep['clean']['ann'], ann_pgd_acc=_entry(rep, 'ann', 'PGD', e),
+    wc = (rep.get('worst_case') or {}).get(eps_label(e))
+    m = dict(snn_worst_case_acc=wc and wc['robust'], snn_worst_case_interval=wc and list(wc['interval']),
+             snn_worst_case_attacks=wc and wc['attacks'], snn_square_only=wc and wc['gap'] and wc['gap']['only_square'],
+             ann_clean_acc=rep['clean']['ann'], ann_pgd_acc=_entry(rep, 'ann', 'PGD', e),
              snn_clean_acc=rep['clean']['snn'], snn_pgd_ens_acc=_entry(rep, 'snn', 'PGD_ens', e), eps=e,
              global_sparsity=global_sparsity(ctx.model('sparse_ann')),
              energy_ratio_vs_dense=sparse['energy_ratio'] if ctx.cfg.run.dense_baseline else None,
@@ -570,10 +579,14 @@ def stage_report(ctx:Context):
     plot_summary(m, run.path/'figures'/'accuracy.png')
     plot_densities(ctx.model('sparse_ann'), run.path/'figures'/'densities.png')
     eps = f"{m['eps'] * 255:.3g}/255"
-    lines = [f"# Run report: {cfg.run.name}", "",
+    head = ("" if m.get('snn_worst_case_acc') is None else
+            f"**Sparse SNN, robust accuracy at eps = {eps}, worst case over every attack: {_pct(m['snn_worst_case_acc'])}** "
+            f"(95% CI {_pct(m['snn_worst_case_interval'][0])}-{_pct(m['snn_worst_case_interval'][1])}, n = {m['n_eval']}).")
+    lines = [f"# Run report: {cfg.run.name}", "", head, "",
              f"{cfg.model.arch} (width {cfg.model.width}) on {ctx.spec.title}; {cfg.prune.method.upper()} at "
              f"{100 * cfg.prune.sparsity:g}% sparsity; SNN with T = {cfg.convert.T}. Accuracies on {m['n_eval']} test "
-             f"images; robust accuracy at eps = {eps} (PGD-{cfg.evaluate.pgd_steps} on ANNs, the 19-member PGD_ens on SNNs). "
+             f"images; robust accuracy at eps = {eps}: PGD-{cfg.evaluate.pgd_steps} on ANNs, the 19-member PGD_ens on the dense SNN, "
+             f"and on the sparse SNN the worst case per sample over every attack run ({', '.join(m['snn_worst_case_attacks'] or ['PGD_ens'])}). "
              f"Total wall-clock time {m['wall_clock_s'] / 60:.1f} min.", "",
              "| model | sparsity | clean | robust | spikes / sample | energy vs dense SNN (Eq. 12) |", "|---|---:|---:|---:|---:|---:|"]
     if 'dense_ann_clean_acc' in m:
@@ -583,7 +596,8 @@ def stage_report(ctx:Context):
         lines.append(f"| dense SNN | 0% | {_pct(m['dense_snn_clean_acc'])} | {_pct(m['dense_snn_pgd_ens_acc'])} | "
                      f"{m['dense_spikes_per_sample']:.3g} | 1.00 |")
     ratio = '' if m['energy_ratio_vs_dense'] is None else f"{1 / m['energy_ratio_vs_dense']:.3f} ({m['energy_ratio_vs_dense']:.2f}x less)"
-    lines += [f"| sparse SNN | {_pct(m['global_sparsity'])} | {_pct(m['snn_clean_acc'])} | {_pct(m['snn_pgd_ens_acc'])} | "
+    rob = m['snn_worst_case_acc'] if m.get('snn_worst_case_acc') is not None else m['snn_pgd_ens_acc']
+    lines += [f"| sparse SNN | {_pct(m['global_sparsity'])} | {_pct(m['snn_clean_acc'])} | **{_pct(rob)}** (worst case; PGD_ens {_pct(m['snn_pgd_ens_acc'])}) | "
               f"{m['spikes_per_sample']:.3g} | {ratio} |", "", "![accuracy](figures/accuracy.png)", "",
               "## Robustness of the sparse SNN (Table 1)", "", report_markdown(ev['sparse']), "",
               "## Spikes and energy (Table 3, Figure B1)", "", table3(en['table3']), "", "![spike rates](figures/spike_rates.png)", "",
@@ -785,7 +799,8 @@ TINY = dict(run=dict(name='tiny'), data=dict(name='synthetic', n_train=128, n_va
                        finetune=dict(objective='trades', eps=8/255, attack_steps=1, epochs=1, lr=0.01, eval_n=32)),
             convert=dict(T=2, T_c=4, n_batches=1, batch_size=16),
             snn_finetune=dict(objective='trades', attack='rfgsm-kl', eps=8/255, epochs=1, lr=1e-3, eval_steps=1, eval_n=16),
-            evaluate=dict(n=16, eps=[8/255], attacks=['pgd_ens'], square_queries=[], pgd_steps=2, apgd_steps=2),
+            evaluate=dict(n=16, eps=[8/255], attacks=['pgd_ens', 'assg_sapgd', 'transfer'], square_queries=[5], pgd_steps=2,
+                          apgd_steps=2, assg_steps=2),
             energy=dict(n=16))
 PRESETS['tiny'] = TINY
 
@@ -805,8 +820,16 @@ def _parser():
     r.add_argument('config', nargs='?', help=f"a TOML file or a preset ({', '.join(PRESETS)}); default: the demo")
     r.add_argument('--run-dir', help='the run directory (default: runs/<run.name>)')
     for s in STAGES[:-1]:
+        if s == 'evaluate': continue
         q = sub.add_parser(s.replace('_', '-'), help=f'run stage {s} only (earlier stages must have finished)')
         q.add_argument('config', help='a TOML file or a preset name'); q.add_argument('--run-dir')
+    e = sub.add_parser('evaluate', help='run stage evaluate only, or evaluate a saved SNN (a run directory or a checkpoint) '
+                                        'at a preset')
+    e.add_argument('config', help="a TOML file or a preset name (the stage), or a run directory / an SNN checkpoint "
+                                  "(.safetensors) of a run (a standalone evaluation, written beside it)")
+    e.add_argument('--run-dir', help='the run directory of the stage')
+    e.add_argument('--preset', default='standard', help=f"standalone evaluation: one of {', '.join(EVAL_PRESETS)} (default: standard)")
+    e.add_argument('--n', type=int, help="standalone evaluation: test images (default: the run's [evaluate] n)")
     w = sub.add_parser('sweep', help='a grid of pruning methods x sparsities sharing one pretrained ANN')
     w.add_argument('config', help='a TOML file or a preset name'); w.add_argument('--root', help='the sweep folder')
     w.add_argument('--methods', nargs='+', default=list(METHODS), help=f"pruning methods (default: {' '.join(METHODS)})")
@@ -830,6 +853,42 @@ def _report(path:Path):
         check_stages(ctx, repair=False)
         return run_stage(ctx, 'report', force=True)['files']
 
+SNN_CHECKPOINTS = {'snn': 'sparse_ann', 'dense_snn': 'ann', 'snn_converted': 'sparse_ann', 'dense_snn_converted': 'ann'}
+
+def _is_saved_snn(arg:str) -> bool: return Path(arg).is_dir() or str(arg).endswith('.safetensors')
+
+def evaluate_saved(target, # a run directory (its sparse SNN) or an SNN checkpoint of a run (`SNN_CHECKPOINTS`)
+                   preset:str='standard', # a key of `evaluation.EVAL_PRESETS`
+                   n:int=None, # test images (None: the run's [evaluate] n)
+                   verbose:bool=True # print the report when done
+                  ) -> Path: # the JSON written beside the checkpoint
+    "`rsnn evaluate RUN_OR_CHECKPOINT`: the whole evaluation of a saved SNN (worst case, diagnostics), resumable."
+    path = Path(target)
+    run_dir, name = (path, 'snn') if path.is_dir() else (path.parent, path.name[:-len('.safetensors')])
+    if not (run_dir/'config.toml').is_file(): raise RunError(f"{run_dir} is not a run directory (no config.toml); "
+                                                             "give a run directory or a checkpoint inside one")
+    check_choice('SNN checkpoint', name, SNN_CHECKPOINTS); check_choice('evaluation preset', preset, EVAL_PRESETS)
+    cfg = load_config(run_dir/'config.toml')
+    n = cfg.evaluate.n if n is None else check_int('--n', n, 1)
+    ctx = prepare(replace(cfg, evaluate=replace(cfg.evaluate, n=n)))
+    with RunDir(run_dir) as run:             # locked, not pinned: the run's own stages are left as they are
+        ctx.run = run
+        if not run.file(f'{name}.safetensors').exists():
+            raise RunError(f"{run.file(f'{name}.safetensors')} does not exist: the run has not made this SNN yet")
+        snn = ctx.model(name, T=cfg.convert.T).eval()
+        src = SNN_CHECKPOINTS[name]
+        ann = ctx.model(src).eval() if run.file(f'{src}.safetensors').exists() else None
+        x, y = ctx.test_set(n)
+        out = f'evaluation-{name}-{preset}-n{n}'
+        done = run.load_json(f'{out}.partial.json') if run.file(f'{out}.partial.json').exists() else {}
+        res = evaluate_snn(snn, x, y, ann=ann, preset=preset, seed=cfg.run.seed, done=done, desc=f'{name} ({preset})',
+                           on_entry=lambda k, e, entries: run.save_json(f'{out}.partial.json', entries))
+        run.save_json(f'{out}.json', dict(checkpoint=f'{name}.safetensors', source_ann=src if ann is not None else None, **res))
+        with atomic_path(run.file(f'{out}.md')) as tmp: tmp.write_text(res['markdown'] + '\n')
+        run.file(f'{out}.partial.json').unlink(missing_ok=True)
+    if verbose: print(res['markdown'])
+    return run_dir/f'{out}.json'
+
 def _main(a):
     if a.command == 'config':
         if a.preset not in PRESETS: raise ConfigError(f"unknown preset {a.preset!r}; valid: {', '.join(PRESETS)}")
@@ -840,6 +899,9 @@ def _main(a):
     elif a.command == 'sweep':
         rows = sweep(_config(a.config), a.methods, [parse_number('--sparsities', s) for s in a.sparsities], a.root)
         print(sweep_markdown(rows))
+    elif a.command == 'evaluate' and _is_saved_snn(a.config):
+        if a.run_dir: raise ConfigError("--run-dir belongs to the stage; a standalone evaluation writes beside the checkpoint")
+        print(f"evaluation: {evaluate_saved(a.config, a.preset, a.n)}")
     elif a.command == 'report':
         _report(Path(a.run))
         print(f"report: {Path(a.run)/'report.md'}")

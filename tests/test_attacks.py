@@ -152,7 +152,7 @@ def test_model_mode_is_restored_and_attack_runs_in_eval():
     (lambda: robust_accuracy(nn.Flatten(), FGSM(), (torch.rand(2, 3), torch.zeros(2).long()), n=1.5),
      'n must be an integer in 1..inf, got 1.5'),
     (lambda: RFGSM(eps=0.1, alpha=0.2), 'alpha must be in [0, 0.1]'),
-    (lambda: make_attack('cw'), "unknown attack 'cw'; valid: fgsm, rfgsm, pgd, apgd-ce, apgd-dlr, square"),
+    (lambda: make_attack('cw'), "unknown attack 'cw'; valid: fgsm, rfgsm, pgd, apgd-ce, apgd-dlr, sa-pgd, square"),
     (lambda: PGD(loss='hinge'), "unknown loss 'hinge'; valid: ce, kl, dlr, margin"),
     (lambda: APGD(loss='kl'), "unknown loss 'kl'; valid: ce, dlr, margin"),
     (lambda: PGD(start='zero'), "unknown start 'zero'; valid: uniform, normal, none"),

@@ -182,7 +182,7 @@ def test_report_settings_normalised():
     "One number or one name is a one-element tuple; 0 or () skips Square; NumPy integers become ints."
     s = check_report_settings(eps=8 / 255, attacks='rga', square_queries=0, pgd_steps=np.int64(3), members='pwl:1')
     assert s == dict(eps=(8 / 255,), attacks=('rga',), square_queries=(), square_eps=8 / 255, pgd_steps=3, apgd_steps=100,
-                     members=('pwl:1',), seed=0, batch_size=100)
+                     members=('pwl:1',), seed=0, batch_size=100, assg_steps=100)
     assert type(s['pgd_steps']) is int
 
 
@@ -195,3 +195,31 @@ def test_cpu_run_results():
         assert a1['same_robust_set']
         assert all(a1['ensemble_sequential'] <= v['robust_alone'] + 1e-9 for v in a1['members'].values())
     if 'pgd_ens_64' in r: assert r['pgd_ens_64']['robust'] <= 0.02
+
+
+@SETTINGS
+@given(seed=st.integers(0, 1000), sizes=st.lists(st.integers(1, 9), min_size=1, max_size=3),
+       name=st.sampled_from(['pgd_ens', 'rga', 'assg_sapgd', 'square']))
+def test_robust_masks_do_not_depend_on_batching(seed, sizes, name):
+    "The same samples give the same per-sample result in batches of any size (random draws belong to the sample)."
+    m, x, y = case(seed, n=9)
+    m.double(); x = x.double()
+    atk = eval_attack(name, 8 / 255, steps=2, n_queries=8, members=ENSEMBLE_MODES[:2], seed=seed)
+    from robustsparsesnn.evaluation import _batched_mask
+    whole = _batched_mask(m, atk, x, y, 9)
+    for bs in sizes: assert torch.equal(_batched_mask(m, atk, x, y, bs), whole), bs
+
+
+@SETTINGS
+@given(seed=st.integers(0, 1000), k=st.integers(1, 3))
+def test_worst_case_is_the_and_of_every_attack(seed, k):
+    "The worst case never exceeds any attack's robust accuracy; it is the per-sample AND of their masks."
+    from robustsparsesnn.evaluation import unpack_mask
+    m, x, y = case(seed, n=8)
+    rep = evaluation_report(m, x, y, eps=(8 / 255,), attacks=('fgsm_ens', 'rga', 'assg_sapgd')[:k], square_queries=(6,),
+                            pgd_steps=1, assg_steps=2, members=('pwl:1',))
+    n, wc = len(y), rep['worst_case']['8/255']
+    masks = [unpack_mask(e['robust_bits'], n) for e in rep['entries'].values()]
+    assert wc['robust'] == torch.stack(masks).all(0).float().mean().item()
+    assert all(wc['robust'] <= e['robust'] for e in rep['entries'].values())
+    assert sum(wc['broken_only_by'].values()) <= n
