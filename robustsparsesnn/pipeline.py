@@ -134,6 +134,7 @@ class EvalSettings:
     apgd_steps:int=100 # iterations of APGD(_ens) and of the transfer attack's APGD-CE on the ANN
     assg_steps:int=100 # iterations of ASSG + SA-PGD
     ann_square:bool=True # also run Square on the sparse ANN (the ANN column of Table 1)
+    square_on:str='all' # Square on 'all' clean-correct samples of the sparse SNN, or on the 'survivors' of the white-box attacks
     metric_eps:float=None # the budget of the headline numbers in metrics.json (None: the largest of eps)
     def __post_init__(self):
         self.eps, self.attacks, self.square_queries = tuple(self.eps), tuple(self.attacks), tuple(self.square_queries)
@@ -141,6 +142,7 @@ class EvalSettings:
         for q in self.square_queries: check_int('square_queries', q, 1)     # 0 would mean "no Square" to the report
         check_report_settings(eps=self.eps, attacks=self.attacks, square_queries=self.square_queries, pgd_steps=self.pgd_steps,
                               apgd_steps=self.apgd_steps, n=self.n, assg_steps=self.assg_steps)   # what `evaluation_report` will check
+        check_choice('square_on', self.square_on, ('all', 'survivors'))
         if 'pgd_ens' not in self.attacks: raise ValueError(f"attacks must include 'pgd_ens' (the headline attack), got {list(self.attacks)}")
         if self.metric_eps is None: self.metric_eps = max(self.eps)
         if self.metric_eps not in self.eps: raise ValueError(f"metric_eps {self.metric_eps} must be one of eps {list(self.eps)}")
@@ -308,7 +310,7 @@ PRESETS = {
                           eval_eps=8/255, eval_steps=5, eval_n=200),
         snn_n_train=3000,
         evaluate=dict(n=200, eps=[8/255], attacks=['pgd_ens', 'assg_sapgd', 'transfer'], square_queries=[1000], pgd_steps=10,
-                      apgd_steps=50, assg_steps=50, ann_square=False),
+                      apgd_steps=50, assg_steps=50, ann_square=False, square_on='survivors'),
         energy=dict(n=200)),
 }
 # CIFAR-10 (JPEG) on 2 CPU cores: the demo's model and stages, 10,000 training images, 8/255 in every stage (the paper's
@@ -459,8 +461,7 @@ def stage_evaluate(ctx:Context):
     def save(key, entry, entries): ctx.run.save_json('evaluation.json', {**done, 'partial': entries})
     rep = evaluation_report(snn, x, y, ann=sparse_ann, eps=e.eps, attacks=e.attacks, square_queries=e.square_queries,
                             pgd_steps=e.pgd_steps, apgd_steps=e.apgd_steps, assg_steps=e.assg_steps, ann_square=e.ann_square,
-                            done=done.get('partial'),
-                            on_entry=save)
+                            square_on=e.square_on, done=done.get('partial'), on_entry=save)
     out = dict(sparse=rep, partial=rep['entries'])
     if ctx.cfg.run.dense_baseline:
         dense_snn, ann = ctx.model('dense_snn', T=ctx.cfg.convert.T).eval(), ctx.model('ann').eval()

@@ -54,7 +54,7 @@ def main(argv=None):
              for i, f in enumerate(names) for s in names[i + 1:]]
     for q in pairs: q['p'] = mcnemar(q['only_first_broke'], q['only_second_broke'])
     commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True).stdout.strip() or None
-    out = dict(command=f"python scripts/attack_budget.py --run {a.run} --n {a.n}", commit=commit, run=run.name,
+    out = dict(command=f"python scripts/attack_budget.py --run runs/{run.name} --n {a.n}", commit=commit, run=run.name,
                checkpoint='snn.safetensors', n=len(y), clean=correct / len(y), eps=a.eps, seed=a.seed, steps_at_equal_budget=k,
                attacks=rows, paired=pairs)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -223,3 +223,15 @@ def test_worst_case_is_the_and_of_every_attack(seed, k):
     assert wc['robust'] == torch.stack(masks).all(0).float().mean().item()
     assert all(wc['robust'] <= e['robust'] for e in rep['entries'].values())
     assert sum(wc['broken_only_by'].values()) <= n
+
+
+@SETTINGS
+@given(seed=st.integers(0, 1000), q=st.integers(1, 12))
+def test_square_on_survivors_gives_the_same_worst_case(seed, q):
+    "AutoAttack's cascade (Square only on the white-box survivors) leaves the worst case unchanged, sample by sample."
+    m, x, y = case(seed, n=8)
+    kw = dict(eps=(8 / 255,), attacks=('fgsm_ens', 'rga'), square_queries=(q,), pgd_steps=1, members=('pwl:1',))
+    full = evaluation_report(m, x, y, **kw)['worst_case']['8/255']
+    cascade = evaluation_report(m, x, y, square_on='survivors', **kw)['worst_case']['8/255']
+    assert cascade['robust_bits'] == full['robust_bits']
+    assert cascade['gap']['only_square'] == full['gap']['only_square']
