@@ -10,7 +10,7 @@ __all__ = ['ENSEMBLE_ATTACKS', 'SNN_ATTACKS', 'ANN_ATTACKS', 'EVAL_PRESETS', 'mo
            'TransferAttack', 'check_eval_attack', 'eval_attack', 'robust_mask', 'wilson', 'mcnemar', 'pack_mask',
            'unpack_mask', 'eps_label', 'at_T', 'check_report_settings', 'evaluation_report', 'worst_case',
            'report_markdown', 'worst_case_markdown', 'sanity_checks', 'sanity_markdown', 'gradient_diagnostics',
-           'diagnostics_markdown', 'evaluate_snn']
+           'diagnostics_markdown', 'evaluate_snn', 'plot_evaluation', 'attacks_markdown']
 
 # %% ../nbs/09_evaluation.ipynb #9531e854
 import math, time
@@ -802,3 +802,52 @@ def evaluate_snn(snn:nn.Module, # the SNN (T > 0)
     diag = gradient_diagnostics(snn, x, y, seed=seed, batch_size=batch_size, **p['diagnostics'])
     md = report_markdown(rep) + '\n\n' + diagnostics_markdown(diag)
     return dict(preset=preset, report=rep, diagnostics=diag, markdown=md)
+
+def plot_evaluation(ev:dict # `evaluate_snn(...)` (or its JSON: what `rsnn evaluate` writes)
+                   ):
+    "Left: each SNN attack's robust accuracy and the worst case, with 95% Wilson intervals; right: the iteration curve and eps sweep."
+    import matplotlib.pyplot as plt
+    rep, d = ev['report'], ev['diagnostics']
+    snn = [e for e in rep['entries'].values() if e['model'] == 'snn']
+    n, lab = rep['settings']['n'], max(snn, key=lambda e: e['eps'])['eps_label']           # the largest budget
+    ents = [e for e in snn if e['eps_label'] == lab]
+    names = [_attack_label(e) + ('†' if e.get('scope') == 'survivors' else '') for e in ents] + ['worst case']
+    accs = [e['robust'] for e in ents] + [rep['worst_case'][lab]['robust']]
+    ci = [wilson(round(a * n), n) for a in accs]
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(12, 3.2), gridspec_kw=dict(width_ratios=[1.3, 1, 1]))
+    ys = range(len(names))
+    a1.barh(ys, [100 * a for a in accs], xerr=[[100 * (a - lo) for a, (lo, _) in zip(accs, ci)], [100 * (hi - a) for a, (_, hi) in zip(accs, ci)]],
+            color=['C0'] * len(ents) + ['C3'], capsize=3)
+    a1.set_yticks(list(ys), names); a1.invert_yaxis()
+    a1.set_xlabel(f'robust accuracy (%) at {lab}, n = {n}'); a1.grid(axis='x', alpha=0.3)
+    a1.set_title(f"every attack and the worst case (clean {100 * rep['clean']['snn']:.1f}%)", fontsize=9)
+    it, sw = d['iterations'], d['eps_sweep']
+    a2.plot([int(k) for k in it], [100 * v for v in it.values()], 'o-')
+    a2.set_xscale('log'); a2.set_xlabel('ASSG + SA-PGD iterations'); a2.set_ylabel('robust accuracy (%)'); a2.grid(alpha=0.3)
+    a2.set_title(f"against iterations at {d['eps']} (n = {d['n']})", fontsize=9)
+    a3.plot(range(len(sw)), [100 * v for v in sw.values()], 's-', color='C1')
+    a3.set_xticks(range(len(sw)), list(sw)); a3.set_xlabel('eps'); a3.grid(alpha=0.3)
+    a3.set_title(f"against eps ({d['sweep_steps']} iterations, n = {d['n']})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+def attacks_markdown(results:dict # {column title: a results file of `scripts/attack_budget.py`}
+                    ) -> str:
+    "One row per attack, one column per SNN: robust accuracy (%) with its 95% interval; the worst case and the Square gap last."
+    cols = list(results)
+    names = list(dict.fromkeys(a['attack'].split(' (')[0] for r in results.values() for a in r['attacks']))
+    def cell(r, name):
+        a = next((a for a in r['attacks'] if a['attack'].split(' (')[0] == name), None)
+        if a is None: return ''
+        steps = f" ({a['attack'].split(' (')[1]}" if ' (' in a['attack'] else ''
+        return f"{100 * a['robust']:.1f} [{100 * a['interval'][0]:.1f}, {100 * a['interval'][1]:.1f}]{steps}"
+    lines = ['| attack | ' + ' | '.join(cols) + ' |', '|---|' + '---|' * len(cols),
+             '| clean (n) | ' + ' | '.join(f"{100 * r['clean']:.1f} ({r['n']})" for r in results.values()) + ' |']
+    lines += [f'| {name} | ' + ' | '.join(cell(r, name) for r in results.values()) + ' |' for name in names]
+    w = [r['worst_case'] for r in results.values()]
+    lines.append('| **worst case** (every attack, per sample) | ' + ' | '.join(
+        f"**{100 * x['robust']:.1f}** [{100 * x['interval'][0]:.1f}, {100 * x['interval'][1]:.1f}]" for x in w) + ' |')
+    lines.append('| samples only Square broke / only the white-box attacks broke (McNemar p) | ' + ' | '.join(
+        f"{x['square_vs_white_box']['only_square']} / {x['square_vs_white_box']['only_white_box']} "
+        f"(p = {x['square_vs_white_box']['p']:.2g})" for x in w) + ' |')
+    return '\n'.join(lines)
