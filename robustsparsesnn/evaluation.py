@@ -805,7 +805,7 @@ def evaluate_snn(snn:nn.Module, # the SNN (T > 0)
 
 def plot_evaluation(ev:dict # `evaluate_snn(...)` (or its JSON: what `rsnn evaluate` writes)
                    ):
-    "Left: each SNN attack's robust accuracy and the worst case, with 95% Wilson intervals; right: the iteration curve and eps sweep."
+    "Each SNN attack's robust accuracy and the worst case with 95% Wilson intervals; robust accuracy against iterations; against eps."
     import matplotlib.pyplot as plt
     rep, d = ev['report'], ev['diagnostics']
     snn = [e for e in rep['entries'].values() if e['model'] == 'snn']
