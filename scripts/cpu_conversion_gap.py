@@ -11,7 +11,7 @@ five ways, all with the paper's calibration (T_c = 100, 10 batches of 64, rho = 
 
 Each is evaluated at T = 8 ... 128 on the first --n-test test images; results.json and gap.png go to --out.
 
-    .venv/bin/python scripts/cpu_conversion_gap.py [--ann /work/runs/cpu_figure1/sparse_ann/ann.safetensors]
+    .venv/bin/python scripts/cpu_conversion_gap.py [--ann runs/cpu_figure1/sparse_ann/ann.safetensors]
 """
 import argparse, json, time
 from pathlib import Path
@@ -41,8 +41,8 @@ def accuracy(model, loader):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--ann', default='/work/runs/cpu_figure1/sparse_ann/ann.safetensors')
-    ap.add_argument('--out', default='/work/runs/cpu_conversion')
+    ap.add_argument('--ann', default='runs/cpu_figure1/sparse_ann/ann.safetensors')
+    ap.add_argument('--out', default='runs/cpu_conversion')
     ap.add_argument('--n-test', type=int, default=1000)
     ap.add_argument('--Ts', default='8,16,32,64,128')
     a = ap.parse_args()

@@ -7,7 +7,7 @@ Sparse ANNs: the pruned+finetuned models of scripts/cpu_pruning_table.py (<pruni
 the dense ANN. SNNs: conversion.convert (Algorithm 1 threshold calibration, T=8), no SNN finetuning. When
 robustsparsesnn.conversion is missing, the fallback is the ANN at T=8 with every threshold 1 (said in the output).
 
-    .venv/bin/python scripts/cpu_energy_table.py [--out /work/runs/cpu_energy] [--n-test 1000] [--storage]
+    .venv/bin/python scripts/cpu_energy_table.py [--out runs/cpu_energy] [--n-test 1000] [--storage]
 
 --storage also measures the bytes on disk of a full-width VGG-16 (LWM masks) at 0%, 90% and 99% sparsity.
 Results: <out>/table.json (reports), <out>/table3.md, <out>/spike_rates.png; converted SNNs are cached in <out>."""
@@ -24,7 +24,7 @@ from robustsparsesnn.neurons import spiking_neurons
 from robustsparsesnn.energy import (energy_report, relative_energy, table3, plot_spike_rates, EnergyReport,
                                     storage_bytes, load_compact, sparsity)
 
-ANN = '/work/runs/cpu_preset_ann/cpu_ann/ann.safetensors'
+ANN = 'runs/cpu_preset_ann/cpu_ann/ann.safetensors'
 
 
 def build(spec):
@@ -101,9 +101,9 @@ def storage_table(folder):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--out', default='/work/runs/cpu_energy')
+    ap.add_argument('--out', default='runs/cpu_energy')
     ap.add_argument('--ann', default=ANN)
-    ap.add_argument('--pruning-dir', default='/work/runs/cpu_pruning', help='runs of scripts/cpu_pruning_table.py')
+    ap.add_argument('--pruning-dir', default='runs/cpu_pruning', help='runs of scripts/cpu_pruning_table.py')
     ap.add_argument('--method', default='hydra', choices=['lwm', 'hydra', 'harp'], help='which pruning run to use when present')
     ap.add_argument('--sparsities', type=float, nargs='+', default=[0.0, 0.9, 0.99])
     ap.add_argument('--T', type=int, default=8)

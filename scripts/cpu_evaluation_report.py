@@ -22,7 +22,7 @@ from robustsparsesnn.neurons import ENSEMBLE_MODES
 from robustsparsesnn.evaluation import (EnsembleAttack, evaluation_report, report_markdown, sanity_checks,
                                         sanity_markdown, eps_label, exact_logits)
 
-ANN = '/work/runs/cpu_preset_ann/cpu_ann/ann.safetensors'
+ANN = 'runs/cpu_preset_ann/cpu_ann/ann.safetensors'
 
 
 def build_snn(args, data, run):

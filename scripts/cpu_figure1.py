@@ -15,7 +15,7 @@ the output folder; stop it and run it again to continue):
    Figure-1 attack, PGD_ens (19 surrogates, 10 steps, 8/255), and under the black-box Square attack (8/255,
    --square-queries), on the first --n-ens test images.
 
-    .venv/bin/python scripts/cpu_figure1.py [--out /work/runs/cpu_figure1] [--T 4] [--epochs 3] [--n-train 1500]
+    .venv/bin/python scripts/cpu_figure1.py [--out runs/cpu_figure1] [--T 4] [--epochs 3] [--n-train 1500]
 """
 import argparse, json, time
 from pathlib import Path
@@ -32,7 +32,7 @@ from robustsparsesnn.conversion import convert, calibration_batches, estimate_bn
 from robustsparsesnn.snn_finetune import snn_preset, finetune, e2e_snn, zero_set_matches, snn_health
 from robustsparsesnn.evaluation import EnsembleAttack
 
-ANN = '/work/runs/cpu_preset_ann/cpu_ann/ann.safetensors'
+ANN = 'runs/cpu_preset_ann/cpu_ann/ann.safetensors'
 
 
 def lwm(model, density):
@@ -59,7 +59,7 @@ def clean_acc(model, data, n):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--out', default='/work/runs/cpu_figure1')
+    ap.add_argument('--out', default='runs/cpu_figure1')
     ap.add_argument('--ann', default=ANN)
     ap.add_argument('--data', default='fashion-mnist', help="the data set of the ANN (fashion-mnist or cifar10-jpeg)")
     ap.add_argument('--T', type=int, default=4, help='SNN time steps of training and validation')

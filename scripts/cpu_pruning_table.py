@@ -3,7 +3,7 @@ ANN finetuning (`prune_preset('cpu')`: TRADES at 8/255, 2 score + 2 finetune epo
 robust ANN (width-0.25 VGG-11, Fashion-MNIST 10k subset; scripts/cpu_preset_ann.py). Clean and PGD-10 (eps 8/255)
 accuracy on the first 1,000 test samples, and HARP's per-layer densities.
 
-    .venv/bin/python scripts/cpu_pruning_table.py [--out /work/runs/cpu_pruning] [--ann PATH]
+    .venv/bin/python scripts/cpu_pruning_table.py [--out runs/cpu_pruning] [--ann PATH]
 
 Every (method, sparsity) run is a RunDir under --out; stopping the script and running it again resumes each run
 from its last finished stage/epoch, and finished runs are read back from their result.json. The summary goes to
@@ -21,7 +21,7 @@ from robustsparsesnn.models import vgg11
 from robustsparsesnn.pruning import prune, prune_preset, global_density
 
 N_TRAIN, N_VAL = 10_000, 1_000
-ANN = '/work/runs/cpu_preset_ann/cpu_ann/ann.safetensors'
+ANN = 'runs/cpu_preset_ann/cpu_ann/ann.safetensors'
 
 
 def load_ann(path, spec, device):
@@ -32,7 +32,7 @@ def load_ann(path, spec, device):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--out', default='/work/runs/cpu_pruning', help='folder of the runs and table.json')
+    ap.add_argument('--out', default='runs/cpu_pruning', help='folder of the runs and table.json')
     ap.add_argument('--ann', default=ANN, help='the robust CPU-preset ANN (safetensors from scripts/cpu_preset_ann.py)')
     ap.add_argument('--sparsities', type=float, nargs='+', default=[0.9, 0.99])
     ap.add_argument('--methods', nargs='+', default=['lwm', 'hydra', 'harp'], choices=['lwm', 'hydra', 'harp'])
