@@ -7,10 +7,11 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/evaluation.html.md"""
 # %% auto #0
 __all__ = ['ENSEMBLE_ATTACKS', 'SNN_ATTACKS', 'ANN_ATTACKS', 'EVAL_PRESETS', 'model_T', 'check_snn', 'check_member', 'exact_mode',
            'using_mode', 'exact_logits', 'MemberView', 'EnsembleResult', 'EnsembleAttack', 'PassCounter', 'ASSGAttack',
-           'TransferAttack', 'check_eval_attack', 'eval_attack', 'robust_mask', 'wilson', 'mcnemar', 'pack_mask',
-           'unpack_mask', 'eps_label', 'at_T', 'check_report_settings', 'evaluation_report', 'worst_case',
-           'report_markdown', 'worst_case_markdown', 'sanity_checks', 'sanity_markdown', 'gradient_diagnostics',
-           'diagnostics_markdown', 'evaluate_snn', 'plot_evaluation', 'attacks_markdown']
+           'TransferAttack', 'check_eval_attack', 'eval_attack', 'robust_mask', 'wilson', 'mcnemar',
+           'paired_difference', 'pack_mask', 'unpack_mask', 'eps_label', 'at_T', 'check_report_settings',
+           'evaluation_report', 'worst_case', 'report_markdown', 'worst_case_markdown', 'sanity_checks',
+           'sanity_markdown', 'gradient_diagnostics', 'diagnostics_markdown', 'evaluate_snn', 'plot_evaluation',
+           'attacks_markdown']
 
 # %% ../nbs/09_evaluation.ipynb #9531e854
 import math, time
@@ -343,6 +344,25 @@ def mcnemar(b:int, # samples only the first attack broke
     tail = sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m
     return min(1.0, 2 * tail)
 
+def paired_difference(first:Tensor, # per-sample bool: the first model right (clean, or robust) on each sample
+                      second:Tensor, # the same for the second model, on the same samples
+                      margin:float=0.05, # the claim: first >= second - margin
+                      z:float=1.96 # the normal quantile of the interval (1.96: 95%)
+                     ) -> dict: # accuracies, the paired difference with its interval, McNemar's p, and the verdict
+    "Is the first model within `margin` of the second on the same samples? A paired verdict: holds, fails, or not resolved."
+    if first.shape != second.shape or first.dim() != 1:
+        raise ValueError(f"first and second must be 1-d masks over the same samples, got {tuple(first.shape)} and {tuple(second.shape)}")
+    check_range('margin', margin, 0, 1)
+    n = len(first)
+    if n == 0: raise ValueError("no samples to compare")
+    b, c = int((first & ~second).sum()), int((second & ~first).sum())     # only the first right / only the second
+    d = (b - c) / n
+    half = z * math.sqrt(max(b + c - (b - c) ** 2 / n, 0)) / n                # Wald interval of a paired difference
+    lo, hi = d - half, d + half
+    verdict = 'holds' if lo >= -margin else 'fails' if hi < -margin else 'not resolved at this n'
+    return dict(n=n, first=int(first.sum()) / n, second=int(second.sum()) / n, difference=d, interval=(lo, hi),
+                only_first=b, only_second=c, p=mcnemar(b, c), margin=margin, verdict=verdict)
+
 def pack_mask(mask:Tensor) -> str:
     "A bool vector as hex of its packed bits (8 samples per byte)."
     return np.packbits(mask.cpu().numpy().astype(np.uint8)).tobytes().hex()
@@ -410,8 +430,12 @@ def check_report_settings(eps=(2/255, 4/255, 8/255), # white-box budgets (a numb
 
 def _entry_key(net, name, eps, q=None): return f"{net}/{name}/{eps_label(eps)}" + ("" if q is None else f"/{q}")
 
-def _batched_mask(model, attack, x, y, batch_size):
-    out = [robust_mask(model, attack, x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+def _batched_mask(model, attack, x, y, batch_size, desc:str=None):
+    "Per-sample robustness in batches; with `desc`, a progress bar over the images (it moves after every batch)."
+    out, bar = [], progress(total=len(x), desc=desc, unit='img', leave=False, **({} if desc else dict(disable=True)))
+    for i in range(0, len(x), batch_size):
+        out.append(robust_mask(model, attack, x[i:i + batch_size], y[i:i + batch_size])); bar.update(len(out[-1]))
+    bar.close()
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
 
 def evaluation_report(snn:nn.Module, # the SNN (T > 0)
@@ -430,6 +454,7 @@ def evaluation_report(snn:nn.Module, # the SNN (T > 0)
                       batch_size:int=100, # samples per attack call
                       ann_square:bool=True, # also run Square on the ANN (one Square per query budget)
                       square_on:str='all', # SNN Square on 'all' clean-correct samples, or on the 'survivors' of every white-box attack at square_eps
+                      cascade:bool=False, # each SNN white-box attack after the first runs only on what the ones before it left robust (implies square_on='survivors')
                       done:dict=None, # entries already measured ({key: entry}), skipped
                       on_entry=None, # called as on_entry(key, entry, entries) after each new measurement
                       desc:str='evaluation' # progress-bar label
@@ -441,6 +466,7 @@ def evaluation_report(snn:nn.Module, # the SNN (T > 0)
         'eps', 'attacks', 'square_queries', 'pgd_steps', 'apgd_steps', 'members', 'seed', 'batch_size', 'assg_steps'))
     check_snn(snn, 'evaluation_report'); check_stateless(snn); _check_samples(x, y)
     check_choice('square_on', square_on, ('all', 'survivors'))
+    if cascade: square_on = 'survivors'
     if 'transfer' in attacks and ann is None: raise ValueError("attack 'transfer' needs the source ANN: pass ann=...")
     dev = next(snn.parameters()).device
     x, y = x.to(dev), y.to(dev)
@@ -454,6 +480,9 @@ def evaluation_report(snn:nn.Module, # the SNN (T > 0)
     clean = dict(snn=correct.float().mean().item())
     if ann is not None:
         with at_T(ann, 0): clean['ann'] = (exact_logits(ann, x).argmax(1) == y).float().mean().item()
+    first = {}                                          # the first SNN white-box attack at each eps: the cascade's head
+    for net, name, e, _ in jobs:
+        if net == 'snn' and name != 'square': first.setdefault(eps_label(e), name)
     bar = progress(jobs, desc=desc)
     for net, name, e, q in bar:
         key = _entry_key(net, name, e, q)
@@ -462,15 +491,16 @@ def evaluation_report(snn:nn.Module, # the SNN (T > 0)
         steps = apgd_steps if name.startswith('apgd') or name == 'transfer' else assg_steps if name == 'assg_sapgd' else pgd_steps
         atk = eval_attack(name, e, steps=steps, n_queries=q or 1, members=members, seed=seed, source=ann)
         t0 = time.perf_counter()
-        scope = dict(scope='survivors') if net == 'snn' and name == 'square' and square_on == 'survivors' else {}
-        if scope:                                       # AutoAttack's cascade: only what no white-box attack broke
+        later = cascade and net == 'snn' and name != 'square' and first[eps_label(e)] != name
+        scope = dict(scope='survivors') if later or net == 'snn' and name == 'square' and square_on == 'survivors' else {}
+        if scope:                                       # AutoAttack's cascade: only what no white-box attack broke so far
             alive = _survivors(entries, correct.cpu(), eps_label(e), len(y)).to(x.device)
             rob = torch.zeros(len(y), dtype=torch.bool)
-            if alive.any(): rob[alive.cpu()] = _batched_mask(snn, atk, x[alive], y[alive], batch_size)
+            if alive.any(): rob[alive.cpu()] = _batched_mask(snn, atk, x[alive], y[alive], batch_size, desc=key)
             scope['ran_on'] = int(alive.sum())
-        elif net == 'snn': rob = _batched_mask(snn, atk, x, y, batch_size)
+        elif net == 'snn': rob = _batched_mask(snn, atk, x, y, batch_size, desc=key)
         else:
-            with at_T(ann, 0): rob = _batched_mask(ann, atk, x, y, batch_size)
+            with at_T(ann, 0): rob = _batched_mask(ann, atk, x, y, batch_size, desc=key)
         label = (SNN_ATTACKS if net == 'snn' else ANN_ATTACKS)[name]
         entries[key] = dict(model=net, attack=label, eps=e, eps_label=eps_label(e), queries=q, n=len(y),
                             robust=rob.float().mean().item(), seconds=round(time.perf_counter() - t0, 2),
@@ -478,7 +508,7 @@ def evaluation_report(snn:nn.Module, # the SNN (T > 0)
         if on_entry is not None: on_entry(key, entries[key], entries)
     settings = dict(n=len(y), T=model_T(snn), eps=[eps_label(e) for e in eps], square_eps=eps_label(square_eps),
                     square_queries=list(square_queries), pgd_steps=pgd_steps, apgd_steps=apgd_steps, assg_steps=assg_steps,
-                    members=list(members), seed=seed, square_on=square_on)
+                    members=list(members), seed=seed, square_on=square_on, cascade=cascade)
     rep = dict(settings=settings, clean=clean, correct_bits=pack_mask(correct), entries=entries,
                seconds=round(time.perf_counter() - t_all, 1))
     rep['worst_case'] = worst_case(rep)
@@ -486,12 +516,16 @@ def evaluation_report(snn:nn.Module, # the SNN (T > 0)
 
 def _attack_label(e:dict) -> str: return e['attack'] + (f" ({e['queries']} q)" if e.get('queries') else '')
 
+def _all(masks, start:Tensor) -> Tensor:
+    "`start` AND every mask in `masks` (a new tensor)."
+    out = start.clone()
+    for m in masks: out &= m
+    return out
+
 def _survivors(entries:dict, correct:Tensor, lab:str, n:int) -> Tensor:
     "Clean-correct samples that every SNN white-box attack measured so far at eps `lab` left robust."
-    alive = correct.clone()
-    for e in entries.values():
-        if e['model'] == 'snn' and e['eps_label'] == lab and e['attack'] != 'Square': alive &= unpack_mask(e['robust_bits'], n)
-    return alive
+    return _all((unpack_mask(e['robust_bits'], n) for e in entries.values()
+                 if e['model'] == 'snn' and e['eps_label'] == lab and e['attack'] != 'Square'), correct)
 
 def worst_case(report:dict # as returned by `evaluation_report` (entries with `robust_bits`)
               ) -> dict: # per eps label: the per-sample worst case, its interval, and what each attack alone broke
@@ -500,37 +534,36 @@ def worst_case(report:dict # as returned by `evaluation_report` (entries with `r
     correct = unpack_mask(report['correct_bits'], n)
     snn = [e for e in report['entries'].values() if e['model'] == 'snn']
     for lab in dict.fromkeys(e['eps_label'] for e in snn):
-        masks = {_attack_label(e): unpack_mask(e['robust_bits'], n) for e in snn if e['eps_label'] == lab}
-        robust = correct.clone()
-        for m in masks.values(): robust &= m
-        cascade = {_attack_label(e) for e in snn if e['eps_label'] == lab and e.get('scope') == 'survivors'}
-        only = {}
-        for a, m in masks.items():
-            others = correct.clone()
-            for b, mb in masks.items():
-                if b != a and (b not in cascade or a in cascade): others &= mb   # a cascaded Square never saw what a broke
-            only[a] = int((others & ~m).sum())
+        here = [e for e in snn if e['eps_label'] == lab]
+        masks = {_attack_label(e): unpack_mask(e['robust_bits'], n) for e in here}
+        cascaded = [_attack_label(e) for e in here if e.get('scope') == 'survivors']
+        full = [a for a in masks if a not in cascaded]
+        # an attack run on every sample: what no other such attack broke; a cascaded one: what it added to those before it
+        only = {a: int((_all((masks[b] for b in full if b != a), correct) & ~masks[a]).sum()) for a in full}
+        order = list(masks)
+        for a in cascaded:
+            before = (masks[b] for b in order[:order.index(a)] if not b.startswith('Square'))
+            only[a] = int((_all(before, correct) & ~masks[a]).sum())
+        robust = _all(masks.values(), correct)
         k = int(robust.sum())
-        out[lab] = dict(robust=k / n, n=n, interval=wilson(k, n), attacks=list(masks), broken_only_by=only,
-                        robust_bits=pack_mask(robust), gap=_box_gap(masks, correct, n, cascaded=bool(cascade)))
+        out[lab] = dict(robust=k / n, n=n, interval=wilson(k, n), attacks=order, broken_only_by=only, cascaded=cascaded,
+                        robust_bits=pack_mask(robust), gap=_box_gap(masks, correct, n, cascaded))
     return out
 
-def _box_gap(masks:dict, correct:Tensor, n:int, cascaded:bool=False) -> dict:
+def _box_gap(masks:dict, correct:Tensor, n:int, cascaded=()) -> dict:
     "White-box against black-box (Square) on the same samples; flagged when Square finds what the gradients miss."
     sq = {a: m for a, m in masks.items() if a.startswith('Square')}
     wb = {a: m for a, m in masks.items() if not a.startswith('Square')}
     if not sq or not wb: return None
-    def union(ms):
-        r = correct.clone()
-        for m in ms.values(): r &= m
-        return r
-    s, w = union(sq), union(wb)
+    s, w = _all(sq.values(), correct), _all(wb.values(), correct)
     b, c = int((w & ~s).sum()), int((s & ~w).sum())                         # only Square broke / only white-box broke
-    best = min(wb, key=lambda a: int(wb[a].sum()))
-    if cascaded: c = None                                                   # Square never saw what the white-box attacks broke
-    return dict(square=None if cascaded else int(s.sum()) / n, white_box=int(w.sum()) / n, best_white_box=best,
+    alone = {a: m for a, m in wb.items() if a not in cascaded} or wb       # a cascaded attack's mask is not its own
+    best = min(alone, key=lambda a: int(alone[a].sum()))
+    square_cascaded = any(a in cascaded for a in sq)
+    if square_cascaded: c = None                                            # Square never saw what the white-box attacks broke
+    return dict(square=None if square_cascaded else int(s.sum()) / n, white_box=int(w.sum()) / n, best_white_box=best,
                 best_white_box_robust=int(wb[best].sum()) / n, only_square=b, only_white_box=c,
-                p=None if cascaded else mcnemar(b, c), flagged=b > 0, cascaded=cascaded)
+                p=None if square_cascaded else mcnemar(b, c), flagged=b > 0, cascaded=square_cascaded)
 
 def report_markdown(report:dict # as returned by `evaluation_report`
                    ) -> str: # a Markdown table shaped like the paper's Table 1 (accuracies in %), the worst case first
@@ -559,8 +592,9 @@ def report_markdown(report:dict # as returned by `evaluation_report`
             f"{sq} PGD {s['pgd_steps']} steps, APGD {s['apgd_steps']} iterations, ASSG + SA-PGD "
             f"{s.get('assg_steps', '-')} iterations; SNN white-box attacks use the {len(s['members'])}-member surrogate "
             "ensemble. The worst case counts a sample as robust only if it survives every SNN attack run at that eps."
-            + (" † Square ran only on the samples no white-box attack broke (AutoAttack's cascade): its cell is the robust "
-               "accuracy after every attack, not Square alone." if s.get('square_on') == 'survivors' else ""))
+            + (" † ran only on the samples the white-box attacks before it left robust (AutoAttack's cascade): its cell is "
+               "the robust accuracy after it and every attack before it, not the attack alone."
+               if s.get('square_on') == 'survivors' or s.get('cascade') else ""))
     return '\n'.join(lines) + note + (('\n\n' + worst_case_markdown(wc)) if wc else '')
 
 def worst_case_markdown(wc:dict # `worst_case(report)`
@@ -569,9 +603,14 @@ def worst_case_markdown(wc:dict # `worst_case(report)`
     out = []
     for lab, w in wc.items():
         lo, hi = w['interval']
+        casc = w.get('cascaded', [])
+        full = {a: k for a, k in w['broken_only_by'].items() if a not in casc}
+        said = (f"{next(iter(full))} broke {next(iter(full.values()))}" if len(full) == 1 else
+                "samples only one attack " + ("run on every sample " if casc else "") + "broke: "
+                + ', '.join(f"{a} {k}" for a, k in full.items()))
+        if casc: said += "; each attack of the cascade added " + ', '.join(f"{a} {w['broken_only_by'][a]}" for a in casc)
         out.append(f"Worst case at eps {lab}: **{100 * w['robust']:.1f}%** (95% CI {100 * lo:.1f}-{100 * hi:.1f}, "
-                   f"n = {w['n']}). Samples only one attack broke: "
-                   + ', '.join(f"{a} {k}" for a, k in w['broken_only_by'].items()) + '.')
+                   f"n = {w['n']}); {said}.")
         g = w.get('gap')
         flag = " **Flagged: Square breaks samples every gradient attack misses.**"
         if g and g.get('cascaded'):
@@ -774,10 +813,10 @@ def diagnostics_markdown(d:dict # `gradient_diagnostics(...)`
 
 EVAL_PRESETS = {
     'quick': dict(report=dict(eps=(8/255,), attacks=('pgd_ens', 'assg_sapgd', 'transfer'), square_queries=(200,),
-                              pgd_steps=5, apgd_steps=20, assg_steps=20, ann_square=False, square_on='survivors'),
+                              pgd_steps=5, apgd_steps=20, assg_steps=20, ann_square=False, cascade=True),
                   diagnostics=dict(iterations=20, eps_sweep=(8/255, 64/255), sweep_steps=10, n=50)),
     'standard': dict(report=dict(eps=(8/255,), attacks=('pgd_ens', 'assg_sapgd', 'transfer'), square_queries=(1000,),
-                                 pgd_steps=10, apgd_steps=50, assg_steps=50, ann_square=False, square_on='survivors'),
+                                 pgd_steps=10, apgd_steps=50, assg_steps=50, ann_square=False, cascade=True),
                      diagnostics=dict(iterations=200, eps_sweep=(8/255, 16/255, 32/255, 64/255), sweep_steps=20, n=100)),
     'paper': dict(report=dict(eps=(2/255, 4/255, 8/255), attacks=('fgsm_ens', 'pgd_ens', 'apgd-dlr_ens', 'apgd-ce_ens', 'rga',
                                                                    'assg_sapgd', 'transfer'),

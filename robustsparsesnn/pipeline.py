@@ -6,16 +6,18 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/pipeline.html.md"""
 
 # %% auto #0
 __all__ = ['RUN_NAME', 'ARCHS', 'SECTIONS', 'PRESETS', 'STAGES', 'STAGE_FUNCS', 'REQUIRES', 'STAGE_OUTPUTS', 'SWEEP_SPARSITIES',
-           'TINY', 'SNN_CHECKPOINTS', 'ConfigError', 'parse_number', 'RunSettings', 'DataSettings', 'ModelSettings',
-           'PruneSettings', 'ConvertSettings', 'EvalSettings', 'EnergySettings', 'RunConfig', 'build_section',
-           'config_from_dict', 'load_config', 'prune_config', 'check_config', 'config_to_dict', 'config_toml',
-           'preset_config', 'RunError', 'check_device', 'Context', 'stage_pretrain', 'stage_prune', 'stage_convert',
-           'stage_snn_finetune', 'stage_evaluate', 'stage_energy', 'collect_metrics', 'plot_training', 'plot_summary',
-           'plot_densities', 'stage_report', 'prepare', 'open_run', 'check_stages', 'run_stage', 'run_pipeline',
-           'sweep', 'plot_sweep', 'sweep_markdown', 'evaluate_saved', 'user_error', 'main']
+           'TINY', 'ABLATIONS', 'ABLATION_MEMBERS', 'SNN_CHECKPOINTS', 'ConfigError', 'parse_number', 'RunSettings',
+           'DataSettings', 'ModelSettings', 'PruneSettings', 'ConvertSettings', 'EvalSettings', 'EnergySettings',
+           'RunConfig', 'build_section', 'config_from_dict', 'load_config', 'prune_config', 'check_config',
+           'config_to_dict', 'config_toml', 'preset_config', 'RunError', 'check_device', 'Context', 'stage_pretrain',
+           'stage_prune', 'stage_convert', 'stage_snn_finetune', 'sparse_vs_dense', 'stage_evaluate', 'stage_energy',
+           'collect_metrics', 'plot_training', 'plot_summary', 'plot_densities', 'amplification',
+           'sparse_dense_markdown', 'stage_report', 'prepare', 'open_run', 'check_stages', 'run_stage', 'run_pipeline',
+           'sweep', 'plot_sweep', 'sweep_markdown', 'ablation_config', 'diagnose', 'ablate', 'ablation_markdown',
+           'evaluate_saved', 'user_error', 'main']
 
 # %% ../nbs/11_pipeline.ipynb #c1a4f34a
-import argparse, copy, dataclasses, errno, json, math, os, re, shutil, sys, tempfile, time, tomllib, traceback
+import argparse, copy, dataclasses, errno, json, math, os, re, shlex, shutil, sys, tempfile, time, tomllib, traceback
 from dataclasses import dataclass, field, fields, asdict, replace
 from fractions import Fraction
 from pathlib import Path
@@ -24,15 +26,18 @@ import tomli_w
 import torch
 
 from .core import (check_choice, check_range, check_int, check_seed, derive_seed, crash_point, RunDir,
-                                  RunInUseError, SEED_MAX, get_device, load_json, save_json, atomic_path, keep_freed_memory)
+                                  RunInUseError, SEED_MAX, get_device, load_json, save_json, atomic_path, keep_freed_memory,
+                                  seed_everything, progress)
 from .data import get_loaders, get_spec, DATASETS
 from .models import vgg11, vgg16, wrn28_4
 from .training import TrainConfig, fit, preset as train_preset
 from .pruning import METHODS, PruneConfig, prune, prune_preset, sparsity_table, global_sparsity
-from .conversion import convert
+from .conversion import convert, conversion_diagnostics, plot_conversion_diagnostics, diagnostics_table
 from .snn_finetune import finetune, snn_preset
 from .evaluation import (check_report_settings, evaluation_report, report_markdown, eval_attack, robust_mask,
-                                        exact_logits, eps_label, evaluate_snn, EVAL_PRESETS)
+                                        exact_logits, eps_label, evaluate_snn, EVAL_PRESETS, paired_difference, unpack_mask,
+                                        _batched_mask, EnsembleAttack, wilson, pack_mask)
+from .attacks import make_attack
 from .energy import energy_report, relative_energy, table3, plot_spike_rates, EnergyReport
 
 # %% ../nbs/11_pipeline.ipynb #874d6b88
@@ -105,8 +110,11 @@ class PruneSettings:
     gamma:float=1.0 # HARP: weight of the size penalty in the first score epoch
     growth:float=2.0 # HARP: growth factor of that weight per epoch
     floor:float=0.1 # HARP: k_min = floor * target density
+    dense_first:bool=False # LWM, HYDRA: keep the first prunable layer dense (the paper prunes every layer)
     def __post_init__(self):
         check_choice('pruning method', self.method, METHODS)
+        if self.dense_first and self.method == 'harp':
+            raise ValueError("dense_first applies to the uniform methods (lwm, hydra); HARP learns each layer's density")
         check_range('sparsity', self.sparsity, 0, 1, hi_open=True)
         check_range('gamma', self.gamma, 0); check_range('growth', self.growth, 1); check_range('floor', self.floor, 0, 1, lo_open=True, hi_open=True)
 
@@ -135,6 +143,7 @@ class EvalSettings:
     assg_steps:int=100 # iterations of ASSG + SA-PGD
     ann_square:bool=True # also run Square on the sparse ANN (the ANN column of Table 1)
     square_on:str='all' # Square on 'all' clean-correct samples of the sparse SNN, or on the 'survivors' of the white-box attacks
+    cascade:bool=False # each SNN attack after the first only on what the ones before it left robust (the same worst case, cheaper)
     metric_eps:float=None # the budget of the headline numbers in metrics.json (None: the largest of eps)
     def __post_init__(self):
         self.eps, self.attacks, self.square_queries = tuple(self.eps), tuple(self.attacks), tuple(self.square_queries)
@@ -252,7 +261,8 @@ def load_config(path # a TOML file
 def prune_config(cfg:RunConfig) -> PruneConfig:
     "The `pruning.PruneConfig` of the run: [prune.scores], [prune.finetune] and HARP's settings of [prune]."
     p = cfg.prune
-    return PruneConfig(scores=cfg.prune_scores, finetune=cfg.prune_finetune, gamma=p.gamma, growth=p.growth, floor=p.floor)
+    return PruneConfig(scores=cfg.prune_scores, finetune=cfg.prune_finetune, gamma=p.gamma, growth=p.growth, floor=p.floor,
+                       dense_first=p.dense_first)
 
 def check_config(cfg:RunConfig # a configuration (from `load_config`, `preset_config` or built in Python)
                 ) -> RunConfig:
@@ -310,7 +320,7 @@ PRESETS = {
                           eval_eps=8/255, eval_steps=5, eval_n=200),
         snn_n_train=3000,
         evaluate=dict(n=200, eps=[8/255], attacks=['pgd_ens', 'assg_sapgd', 'transfer'], square_queries=[1000], pgd_steps=10,
-                      apgd_steps=50, assg_steps=50, ann_square=False, square_on='survivors'),
+                      apgd_steps=50, assg_steps=50, ann_square=False, cascade=True),
         energy=dict(n=200)),
 }
 # CIFAR-10 (JPEG) on 2 CPU cores: the demo's model and stages, 10,000 training images, 8/255 in every stage (the paper's
@@ -318,6 +328,16 @@ PRESETS = {
 PRESETS['cifar10-jpeg-mini'] = {**PRESETS['demo'], 'run': dict(name='cifar10-jpeg-mini'),
                                 'data': dict(name='cifar10-jpeg', n_train=10000, n_val=1000, n_test=1000),
                                 'pretrain': dict(_CPU_TRADES, epochs=10, lr=0.05)}
+# Fashion-MNIST, the reproduction's 90% cell (notebook 12): the CPU-preset ANN (TRADES, 6 epochs on 10,000 images),
+# LWM-pruned uniformly per layer and finetuned 1 epoch, converted with the paper's calibration (T_c = 100, 10 batches),
+# T = 4, finetuned 3 epochs on 1,500 images (snn_finetune.snn_cpu)
+PRESETS['fashion-mnist-lwm'] = {**PRESETS['demo'], 'run': dict(name='fashion-mnist-lwm'),
+                                'data': dict(name='fashion-mnist', n_train=10000, n_val=1000, n_test=1000),
+                                'pretrain': dict(_CPU_TRADES, epochs=6, lr=0.05),
+                                'prune': dict(method='lwm', sparsity=0.9, finetune=dict(_CPU_TRADES, epochs=1, lr=0.05)),
+                                'convert': dict(T=4, T_c=100, n_batches=10, batch_size=64),
+                                'snn_finetune': {**PRESETS['demo']['snn_finetune'], 'epochs': 3},
+                                'snn_n_train': 1500}
 
 def preset_config(name:str='demo' # a key of `PRESETS`
                  ) -> RunConfig:
@@ -448,29 +468,70 @@ def stage_snn_finetune(ctx:Context):
 # %% ../nbs/11_pipeline.ipynb #248960e1
 def _ann_pgd(model, x, y, eps, steps):
     "Clean and PGD accuracy of an ANN (T = 0)."
-    rob = robust_mask(model, eval_attack('pgd', eps, steps=steps), x, y)
+    rob = _batched_mask(model, eval_attack('pgd', eps, steps=steps), x, y, 100, desc='ANN PGD')
     with torch.no_grad(): clean = (exact_logits(model, x).argmax(1) == y).float().mean().item()
     return dict(clean=clean, pgd=rob.float().mean().item())
 
+def _snn_report(ctx:Context, which:str, snn, ann, x, y, done:dict, save) -> dict:
+    "The evaluation report of one SNN (`which`: 'sparse' or 'dense'), resumed from `done['partial_<which>']`."
+    e = ctx.cfg.evaluate
+    return evaluation_report(snn, x, y, ann=ann, eps=e.eps, attacks=e.attacks, square_queries=e.square_queries,
+                             pgd_steps=e.pgd_steps, apgd_steps=e.apgd_steps, assg_steps=e.assg_steps, ann_square=e.ann_square,
+                             square_on=e.square_on, cascade=e.cascade, done=done.get(f'partial_{which}'),
+                             on_entry=lambda k, entry, entries: save(which, entries), desc=f'evaluation ({which} SNN)')
+
+def sparse_vs_dense(sparse:dict, # the sparse SNN's `evaluation_report`
+                    dense:dict, # the dense SNN's, on the same samples
+                    eps_lab:str, # the budget of the comparison ('8/255')
+                    margin:float=0.05 # the claim: sparse >= dense - margin
+                   ) -> dict: # `paired_difference` of clean accuracy and of the worst case
+    "The paper's claim on one run: is the sparse SNN within `margin` of the dense SNN, clean and worst case, on the same samples?"
+    n = sparse['settings']['n']
+    if dense['settings']['n'] != n: raise ValueError(f"the reports have {n} and {dense['settings']['n']} samples: not the same")
+    out = dict(clean=paired_difference(unpack_mask(sparse['correct_bits'], n), unpack_mask(dense['correct_bits'], n), margin))
+    ws, wd = sparse['worst_case'].get(eps_lab), dense['worst_case'].get(eps_lab)
+    if ws and wd: out['worst_case'] = paired_difference(unpack_mask(ws['robust_bits'], n), unpack_mask(wd['robust_bits'], n), margin)
+    return out
+
 def stage_evaluate(ctx:Context):
-    "Table 1 and the per-sample worst case for the sparse SNN (and its ANN); PGD / PGD_ens at the headline budget for the dense ANN and SNN."
+    "Table 1 and the per-sample worst case for the sparse SNN and (with the dense baseline) the dense SNN; PGD on the ANNs."
     e = ctx.cfg.evaluate
     x, y = ctx.test_set(e.n)
-    snn, sparse_ann = ctx.model('snn', T=ctx.cfg.convert.T).eval(), ctx.model('sparse_ann').eval()
+    T = ctx.cfg.convert.T
     done = ctx.run.load_json('evaluation.json') if ctx.run.file('evaluation.json').exists() else {}
-    def save(key, entry, entries): ctx.run.save_json('evaluation.json', {**done, 'partial': entries})
-    rep = evaluation_report(snn, x, y, ann=sparse_ann, eps=e.eps, attacks=e.attacks, square_queries=e.square_queries,
-                            pgd_steps=e.pgd_steps, apgd_steps=e.apgd_steps, assg_steps=e.assg_steps, ann_square=e.ann_square,
-                            square_on=e.square_on, done=done.get('partial'), on_entry=save)
-    out = dict(sparse=rep, partial=rep['entries'])
+    partial = {k: v for k, v in done.items() if k.startswith('partial_')}
+    def save(which, entries):
+        partial[f'partial_{which}'] = entries
+        ctx.run.save_json('evaluation.json', {**done, **partial})
+    snn, sparse_ann = ctx.model('snn', T=T).eval(), ctx.model('sparse_ann').eval()
+    out = dict(sparse=_snn_report(ctx, 'sparse', snn, sparse_ann, x, y, done, save))
     if ctx.cfg.run.dense_baseline:
-        dense_snn, ann = ctx.model('dense_snn', T=ctx.cfg.convert.T).eval(), ctx.model('ann').eval()
-        rob = robust_mask(dense_snn, eval_attack('pgd_ens', e.metric_eps, steps=e.pgd_steps), x, y)
-        with torch.no_grad(): clean = (exact_logits(dense_snn, x).argmax(1) == y).float().mean().item()
-        out['dense_snn'] = dict(clean=clean, pgd_ens=rob.float().mean().item(), eps=e.metric_eps, n=len(y))
+        dense_snn, ann = ctx.model('dense_snn', T=T).eval(), ctx.model('ann').eval()
+        out['dense'] = rep = _snn_report(ctx, 'dense', dense_snn, ann, x, y, done, save)
+        pgd = next((v['robust'] for v in rep['entries'].values()
+                    if v['model'] == 'snn' and v['attack'] == 'PGD_ens' and abs(v['eps'] - e.metric_eps) < 1e-9), None)
+        wc = rep['worst_case'].get(eps_label(e.metric_eps))
+        out['dense_snn'] = dict(clean=rep['clean']['snn'], pgd_ens=pgd, worst_case=wc and wc['robust'], eps=e.metric_eps, n=len(y))
         out['dense_ann'] = dict(_ann_pgd(ann, x, y, e.metric_eps, e.pgd_steps), eps=e.metric_eps, n=len(y))
+        out['sparse_vs_dense'] = sparse_vs_dense(out['sparse'], rep, eps_label(e.metric_eps))
     ctx.run.save_json('evaluation.json', out)
-    return dict(snn_clean=rep['clean']['snn'])
+    ctx.run.save_json('diagnostics.json', _run_diagnostics(ctx, x, y))
+    return dict(snn_clean=out['sparse']['clean']['snn'])
+
+def _run_diagnostics(ctx:Context, x, y, n:int=200) -> dict:
+    """Per-layer conversion diagnostics (`conversion.conversion_diagnostics`) of every SNN of the run, right after
+    conversion and after finetuning, each under its own PGD-10 at the headline budget (the SNN's training surrogate)."""
+    x, y, e, T = x[:n], y[:n], ctx.cfg.evaluate.metric_eps, ctx.cfg.convert.T
+    pairs = [('sparse', 'sparse_ann', 'snn_converted', 'snn')]
+    if ctx.cfg.run.dense_baseline: pairs.append(('dense', 'ann', 'dense_snn_converted', 'dense_snn'))
+    pgd, out = make_attack('pgd', eps=e, steps=10, seed=ctx.cfg.run.seed), {}
+    for label, src, converted, finetuned in pairs:
+        ann = ctx.model(src).eval()
+        xa = pgd(ann, x, y)
+        for stage, name in (('converted', converted), ('finetuned', finetuned)):
+            snn = ctx.model(name, T=T).eval()
+            out[f'{label} {stage}'] = conversion_diagnostics(ann, snn, x, x_adv_ann=xa, x_adv_snn=pgd(snn, x, y))
+    return dict(n=len(y), eps=e, attack='PGD-10 (ANN: exact gradient; SNN: its training surrogate)', layers=out)
 
 def stage_energy(ctx:Context):
     "Spikes, exact synaptic operations (Eq. 12) and relative energy of the sparse SNN against the dense one."
@@ -482,6 +543,7 @@ def stage_energy(ctx:Context):
     rows = relative_energy(reports)
     ctx.run.save_json('energy.json', dict(reports={k: r.to_dict() for k, r in reports.items()}, table3=rows))
     return dict(energy_ratio=rows[-1]['energy_ratio'])
+
 
 # %% ../nbs/11_pipeline.ipynb #d768e437
 def _entry(rep:dict, model:str, attack:str, eps:float):
@@ -507,6 +569,11 @@ def collect_metrics(ctx:Context) -> dict:
         m.update(dense_ann_clean_acc=ev['dense_ann']['clean'], dense_ann_pgd_acc=ev['dense_ann']['pgd'],
                  dense_snn_clean_acc=ev['dense_snn']['clean'], dense_snn_pgd_ens_acc=ev['dense_snn']['pgd_ens'],
                  dense_spikes_per_sample=dense['spikes'])
+        wd = (ev.get('dense', {}).get('worst_case') or {}).get(eps_label(e))
+        if wd: m.update(dense_snn_worst_case_acc=wd['robust'], dense_snn_worst_case_interval=list(wd['interval']))
+        if 'sparse_vs_dense' in ev:
+            m['sparse_vs_dense'] = {k: {f: v[f] for f in ('difference', 'interval', 'only_first', 'only_second', 'p', 'margin', 'verdict')}
+                                    for k, v in ev['sparse_vs_dense'].items()}
     m['wall_clock_s'] = round(sum(v['seconds'] for k, v in ctx.done().items() if k != 'report'), 1)
     return m
 
@@ -539,13 +606,15 @@ def plot_summary(m:dict, # metrics from `collect_metrics`
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     import numpy as np
+    wc = m.get('snn_worst_case_acc') is not None and m.get('dense_snn_worst_case_acc') is not None
     rows = [('dense ANN', 'dense_ann_clean_acc', 'dense_ann_pgd_acc'), ('sparse ANN', 'ann_clean_acc', 'ann_pgd_acc'),
-            ('dense SNN', 'dense_snn_clean_acc', 'dense_snn_pgd_ens_acc'), ('sparse SNN', 'snn_clean_acc', 'snn_pgd_ens_acc')]
+            ('dense SNN', 'dense_snn_clean_acc', 'dense_snn_worst_case_acc' if wc else 'dense_snn_pgd_ens_acc'),
+            ('sparse SNN', 'snn_clean_acc', 'snn_worst_case_acc' if wc else 'snn_pgd_ens_acc')]
     rows = [r for r in rows if m.get(r[1]) is not None]
     fig, ax = plt.subplots(figsize=(6, 2.8))
     xs = np.arange(len(rows))
     ax.bar(xs - 0.2, [m[r[1]] for r in rows], 0.4, label='clean')
-    ax.bar(xs + 0.2, [m[r[2]] or 0 for r in rows], 0.4, label=f"PGD (ANN) / PGD$_{{ens}}$ (SNN), eps={m['eps'] * 255:.3g}/255")
+    ax.bar(xs + 0.2, [m[r[2]] or 0 for r in rows], 0.4, label=f"PGD (ANN) / {'worst case' if wc else 'PGD$_{ens}$'} (SNN), eps={m['eps'] * 255:.3g}/255")
     ax.set_xticks(xs, [r[0] for r in rows]); ax.set_ylim(0, 1); ax.set_ylabel('test accuracy'); ax.legend(fontsize=8)
     ax.grid(axis='y', alpha=0.3); fig.tight_layout(); fig.savefig(path, dpi=90); plt.close(fig)
 
@@ -564,6 +633,45 @@ def plot_densities(model, # the sparse model
 # %% ../nbs/11_pipeline.ipynb #cf206edb
 def _pct(v): return '–' if v is None else f'{100 * v:.1f}%'
 
+def _verdict_line(name:str, v:dict) -> str:
+    lo, hi = v['interval']
+    return (f"- {name}: sparse minus dense {100 * v['difference']:+.1f} points (95% CI {100 * lo:+.1f} to {100 * hi:+.1f}; "
+            f"only the sparse SNN right on {v['only_first']} samples, only the dense on {v['only_second']}; exact McNemar "
+            f"p = {v['p']:.3g}). The paper's claim, sparse within {100 * v['margin']:g} points of dense: **{v['verdict']}**.")
+
+def amplification(diag:dict # diagnostics.json of a run
+                 ) -> dict: # sparse / dense ratios of the mean per-layer change under attack, SNN and ANN; None without both
+    "How much more the sparse network's layers move under the same attack budget than the dense network's, as SNN and as ANN."
+    L = diag['layers']
+    if 'sparse finetuned' not in L or 'dense finetuned' not in L: return None
+    mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)
+    s, d = L['sparse finetuned'], L['dense finetuned']
+    return dict(snn=mean(s, 'snn_change') / mean(d, 'snn_change'), ann=mean(s, 'ann_change') / mean(d, 'ann_change'),
+                first_layer_snn=(s[0]['snn_change'], d[0]['snn_change']), first_layer_ann=(s[0]['ann_change'], d[0]['ann_change']),
+                first_layer_saturated=(s[0]['saturated'], d[0]['saturated']))
+
+def sparse_dense_markdown(m:dict, # metrics.json
+                          diag:dict # diagnostics.json
+                         ) -> str:
+    "The report's section on the paper's claim: the paired verdicts, and where the sparse SNN loses against the dense one."
+    sd = m.get('sparse_vs_dense')
+    if not sd: return ''
+    lines = [_verdict_line('clean accuracy', sd['clean'])]
+    if 'worst_case' in sd: lines.append(_verdict_line('robust accuracy (worst case over every attack)', sd['worst_case']))
+    a = amplification(diag)
+    if a:
+        (s1, d1), (sa, da), (ss, ds) = a['first_layer_snn'], a['first_layer_ann'], a['first_layer_saturated']
+        lines += ["", f"Layer by layer (`diagnostics.json`, {diag['n']} test images, {diag['attack']}): "
+                  f"under the same attack budget the sparse SNN's spike rates move **{a['snn']:.2f}x** as much as the dense "
+                  f"SNN's (mean relative change over the spiking layers), while the sparse ANN's activations move "
+                  f"{a['ann']:.2f}x as much as the dense ANN's. In the first spiking layer the rates move {100 * s1:.1f}% "
+                  f"(sparse) against {100 * d1:.1f}% (dense), the ANN activations {100 * sa:.1f}% against {100 * da:.1f}%, "
+                  f"and {100 * ss:.1f}% against {100 * ds:.1f}% of the neurons fire at every step."
+                  + (" Pruning leaves the ANN as stable as the dense one; it is the spiking network that amplifies the "
+                     "perturbation." if a['snn'] > 1.2 and a['ann'] < 1.2 else ""),
+                  "", "![conversion](figures/conversion.png)"]
+    return '\n'.join(lines)
+
 def stage_report(ctx:Context):
     "metrics.json, figures and report.md of the run."
     run, cfg = ctx.run, ctx.cfg
@@ -579,6 +687,10 @@ def stage_report(ctx:Context):
     plot_training(run, run.path/'figures'/'training.png')
     plot_summary(m, run.path/'figures'/'accuracy.png')
     plot_densities(ctx.model('sparse_ann'), run.path/'figures'/'densities.png')
+    diag = run.load_json('diagnostics.json') if run.file('diagnostics.json').exists() else None
+    if diag:
+        fig = plot_conversion_diagnostics(diag['layers'], title=f"ANN against SNN, layer by layer ({diag['n']} test images)")
+        fig.savefig(run.path/'figures'/'conversion.png', dpi=90); plt.close(fig)
     eps = f"{m['eps'] * 255:.3g}/255"
     head = ("" if m.get('snn_worst_case_acc') is None else
             f"**Sparse SNN, robust accuracy at eps = {eps}, worst case over every attack: {_pct(m['snn_worst_case_acc'])}** "
@@ -586,21 +698,26 @@ def stage_report(ctx:Context):
     lines = [f"# Run report: {cfg.run.name}", "", head, "",
              f"{cfg.model.arch} (width {cfg.model.width}) on {ctx.spec.title}; {cfg.prune.method.upper()} at "
              f"{100 * cfg.prune.sparsity:g}% sparsity; SNN with T = {cfg.convert.T}. Accuracies on {m['n_eval']} test "
-             f"images; robust accuracy at eps = {eps}: PGD-{cfg.evaluate.pgd_steps} on ANNs, the 19-member PGD_ens on the dense SNN, "
-             f"and on the sparse SNN the worst case per sample over every attack run ({', '.join(m['snn_worst_case_attacks'] or ['PGD_ens'])}). "
+             f"images; robust accuracy at eps = {eps}: PGD-{cfg.evaluate.pgd_steps} on ANNs, and on the SNNs the worst case "
+             f"per sample over every attack run ({', '.join(m['snn_worst_case_attacks'] or ['PGD_ens'])}). "
              f"Total wall-clock time {m['wall_clock_s'] / 60:.1f} min.", "",
              "| model | sparsity | clean | robust | spikes / sample | energy vs dense SNN (Eq. 12) |", "|---|---:|---:|---:|---:|---:|"]
     if 'dense_ann_clean_acc' in m:
         lines.append(f"| dense ANN | 0% | {_pct(m['dense_ann_clean_acc'])} | {_pct(m['dense_ann_pgd_acc'])} | | |")
     lines.append(f"| sparse ANN | {_pct(m['global_sparsity'])} | {_pct(m['ann_clean_acc'])} | {_pct(m['ann_pgd_acc'])} | | |")
     if 'dense_snn_clean_acc' in m:
-        lines.append(f"| dense SNN | 0% | {_pct(m['dense_snn_clean_acc'])} | {_pct(m['dense_snn_pgd_ens_acc'])} | "
+        rob_d = (f"{_pct(m['dense_snn_worst_case_acc'])} (worst case; PGD_ens {_pct(m['dense_snn_pgd_ens_acc'])})"
+                 if m.get('dense_snn_worst_case_acc') is not None else _pct(m['dense_snn_pgd_ens_acc']))
+        lines.append(f"| dense SNN | 0% | {_pct(m['dense_snn_clean_acc'])} | {rob_d} | "
                      f"{m['dense_spikes_per_sample']:.3g} | 1.00 |")
     ratio = '' if m['energy_ratio_vs_dense'] is None else f"{1 / m['energy_ratio_vs_dense']:.3f} ({m['energy_ratio_vs_dense']:.2f}x less)"
     rob = m['snn_worst_case_acc'] if m.get('snn_worst_case_acc') is not None else m['snn_pgd_ens_acc']
     lines += [f"| sparse SNN | {_pct(m['global_sparsity'])} | {_pct(m['snn_clean_acc'])} | **{_pct(rob)}** (worst case; PGD_ens {_pct(m['snn_pgd_ens_acc'])}) | "
-              f"{m['spikes_per_sample']:.3g} | {ratio} |", "", "![accuracy](figures/accuracy.png)", "",
-              "## Robustness of the sparse SNN (Table 1)", "", report_markdown(ev['sparse']), "",
+              f"{m['spikes_per_sample']:.3g} | {ratio} |", "", "![accuracy](figures/accuracy.png)", ""]
+    sd = sparse_dense_markdown(m, diag) if diag else ''
+    if sd: lines += ["## Sparse against dense SNN (the paper's claim, paired on the same test images)", "", sd, ""]
+    lines += ["## Robustness of the sparse SNN (Table 1)", "", report_markdown(ev['sparse']), "",
+              *(["## Robustness of the dense SNN", "", report_markdown(ev['dense']), ""] if 'dense' in ev else []),
               "## Spikes and energy (Table 3, Figure B1)", "", table3(en['table3']), "", "![spike rates](figures/spike_rates.png)", "",
               "## Sparsity per layer", "", "![densities](figures/densities.png)", "",
               "## Training", "", "![training](figures/training.png)", "",
@@ -617,7 +734,7 @@ REQUIRES = dict(pretrain=(), prune=('pretrain',), convert=('prune',), snn_finetu
 _ckpt = lambda *names: [f'{n}{s}' for n in names for s in ('.safetensors', '-last.safetensors', '-history.json')]
 STAGE_OUTPUTS = dict(pretrain=_ckpt('ann'), prune=_ckpt('scores', 'finetune') + ['pruned.safetensors', 'pruning.json', 'sparse_ann.safetensors'],
                      convert=['snn_converted.safetensors', 'dense_snn_converted.safetensors', 'conversion.json'],
-                     snn_finetune=_ckpt('snn', 'dense_snn'), evaluate=['evaluation.json'], energy=['energy.json'],
+                     snn_finetune=_ckpt('snn', 'dense_snn'), evaluate=['evaluation.json', 'diagnostics.json'], energy=['energy.json'],
                      report=['metrics.json', 'report.md'])
 
 def prepare(cfg:RunConfig # the run's configuration
@@ -805,6 +922,161 @@ TINY = dict(run=dict(name='tiny'), data=dict(name='synthetic', n_train=128, n_va
             energy=dict(n=16))
 PRESETS['tiny'] = TINY
 
+# %% ../nbs/11_pipeline.ipynb #f6c1f428
+ABLATIONS = {   # name -> changes to [prune], [convert] and [snn_finetune] of the run's configuration
+    'paper': {},
+    'first layer dense': dict(prune=dict(dense_first=True)),
+    'T=16': dict(convert=dict(T=16)),
+    'rho=99': dict(convert=dict(rho=99.0)),
+    'lambda=0.5': dict(convert=dict(lam=0.5)),
+    'T_c=100, 10 batches': dict(convert=dict(T_c=100, n_batches=10)),
+    'finetune x3 epochs': dict(snn_finetune='epochs*3'),
+    'finetune lr x3': dict(snn_finetune='lr*3'),
+    'finetune eps 4/255': dict(snn_finetune=dict(eps=4/255)),
+    'finetune PGD-KL-3': dict(snn_finetune=dict(attack='pgd-kl', attack_steps=3)),
+}
+ABLATION_MEMBERS = ('pwl:1', 'exp:0.3,0.5', 'rect:1', 'bptr')   # a 4-member PGD_ens: ranks variants at a fifth of the cost
+
+def _scaled(cfg, change):
+    "A dataclass with `change` applied: a dict of settings, or 'field*k' (multiply one numeric setting)."
+    if isinstance(change, dict): return replace(cfg, **change)
+    k, f = change.split('*')
+    v = getattr(cfg, k) * float(f)
+    return replace(cfg, **{k: type(getattr(cfg, k))(v)})
+
+def ablation_config(cfg:RunConfig, # the run's configuration
+                    name:str # a key of `ABLATIONS`
+                   ) -> RunConfig:
+    "The run's configuration with the ablation's changes to pruning, conversion and SNN finetuning."
+    a = ABLATIONS[check_choice('ablation', name, ABLATIONS)]
+    return replace(cfg, prune=_scaled(cfg.prune, a.get('prune', {})), convert=_scaled(cfg.convert, a.get('convert', {})),
+                   snn_finetune=_scaled(cfg.snn_finetune, a.get('snn_finetune', {})))
+
+def diagnose(run_dir, # a finished run directory
+             n:int=200, # test images
+             out=None # the results JSON (default: <run_dir>/diagnostics.json)
+            ) -> dict:
+    "`rsnn diagnose RUN`: the per-layer conversion diagnostics of the run's SNNs (`conversion_diagnostics`), as the evaluate stage writes them."
+    run_dir = Path(run_dir)
+    if not (run_dir/'config.toml').is_file(): raise RunError(f"{run_dir} is not a run directory (no config.toml)")
+    cfg = load_config(run_dir/'config.toml')
+    ctx = prepare(cfg)
+    with RunDir(run_dir, lock=False) as run:
+        ctx.run = run
+        x, y = ctx.test_set(check_int('n', n, 1))
+        res = dict(run=run_dir.name, **_run_diagnostics(ctx, x, y, n))
+    save_json(Path(out) if out is not None else run_dir/'diagnostics.json', res)
+    return res
+
+def ablate(run_dir, # a finished run directory (its dense and sparse ANNs are converted again)
+           variants=tuple(ABLATIONS), # keys of `ABLATIONS`
+           models=('sparse', 'dense'), # which ANN: 'sparse' (sparse_ann) and / or 'dense' (ann)
+           n:int=1000, # test images of clean accuracy
+           n_attack:int=500, # the first n_attack of them are attacked
+           out=None, # the results JSON (default: <run_dir>/ablation.json); resumed when it exists
+           worst_case:bool=False # also the run's [evaluate] attacks on the finetuned SNN (cascade): the per-sample worst case
+          ) -> dict:
+    """Each variant on the same pruned ANN (a pruning variant prunes the dense ANN again): convert, finetune (the run's [snn_finetune], changed by the variant), then
+    clean accuracy on `n` test images and robust accuracy under a 4-member PGD_ens at the run's headline budget on the
+    first `n_attack`, right after conversion and after finetuning; every variant compared with 'paper', paired."""
+    run_dir = Path(run_dir)
+    if not (run_dir/'config.toml').is_file(): raise RunError(f"{run_dir} is not a run directory (no config.toml)")
+    for v in variants: check_choice('ablation', v, ABLATIONS)
+    for m in models: check_choice('model', m, ('sparse', 'dense'))
+    n, n_attack = check_int('n', n, 1), check_int('n_attack', n_attack, 1)
+    if n_attack > n: raise ValueError(f"n_attack ({n_attack}) must be at most n ({n})")
+    cfg = load_config(run_dir/'config.toml')
+    out = Path(out) if out is not None else run_dir/'ablation.json'
+    res = load_json(out) if out.exists() else {}
+    res.update(run=run_dir.name, n=n, n_attack=n_attack, members=list(ABLATION_MEMBERS), eps=cfg.evaluate.metric_eps)
+    done = list(dict.fromkeys([*res.get('rows', {}), *(f'{m}/{v}' for m in models for v in variants)]))
+    res['command'] = shlex.join(['rsnn', 'ablate', f'runs/{run_dir.name}', '--models', *dict.fromkeys(k.split('/')[0] for k in done),
+                                 '--variants', *dict.fromkeys(k.split('/', 1)[1] for k in done), '--n', str(n),
+                                 '--n-attack', str(n_attack)] + (['--worst-case'] if worst_case else []))
+    ctx = prepare(cfg)
+    with RunDir(run_dir, lock=False) as run:       # read only: several ablations may share a run
+        ctx.run = run
+        x, y = ctx.test_set(n)
+        atk = EnsembleAttack('pgd', members=ABLATION_MEMBERS, eps=cfg.evaluate.metric_eps, steps=cfg.evaluate.pgd_steps,
+                             seed=cfg.run.seed)
+        jobs = [(m, v) for m in models for v in variants]
+        for m, v in progress(jobs, desc='ablations'):
+            key = f'{m}/{v}'
+            if key in res.get('rows', {}): continue
+            c = ablation_config(cfg, v)
+            t0 = time.time()
+            seed_everything(cfg.run.seed)
+            src = ctx.model('sparse_ann' if m == 'sparse' else 'ann')
+            if c.prune != cfg.prune:                 # a pruning variant: prune the dense ANN again (sparse model only)
+                if m == 'dense': continue
+                src = ctx.model('ann')
+                prune(src, c.prune.method, 1 - c.prune.sparsity, ctx.loaders(), prune_config(c))
+            snn = convert(src, ctx.calibration_loader(), T=c.convert.T,
+                          T_c=c.convert.T_c, rho=c.convert.rho, lam=c.convert.lam, n_batches=c.convert.n_batches,
+                          batch_size=c.convert.batch_size)
+            row = dict(model=m, variant=v, converted=_ablation_scores(snn, atk, x, y, n_attack))
+            finetune(snn, ctx.loaders(cfg.snn_n_train), c.snn_finetune, T=c.convert.T)
+            row.update(finetuned=_ablation_scores(snn, atk, x, y, n_attack), seconds=round(time.time() - t0, 1))
+            if worst_case: row['finetuned'].update(_ablation_worst_case(cfg, snn, src, x[:n_attack], y[:n_attack]))
+            res.setdefault('rows', {})[key] = row
+            save_json(out, res)
+    res['paired'] = _ablation_pairs(res['rows'], n, n_attack)
+    save_json(out, res)
+    return res
+
+def _ablation_worst_case(cfg:RunConfig, snn, ann, x, y) -> dict:
+    "The run's [evaluate] attacks at its headline budget, cascaded: the worst case per sample, with Square's share."
+    e = cfg.evaluate
+    rep = evaluation_report(snn, x, y, ann=ann.eval(), eps=(e.metric_eps,), attacks=e.attacks, square_queries=e.square_queries,
+                            pgd_steps=e.pgd_steps, apgd_steps=e.apgd_steps, assg_steps=e.assg_steps, ann_square=False,
+                            cascade=True, desc='worst case')
+    w = rep['worst_case'][eps_label(e.metric_eps)]
+    return dict(worst_case=w['robust'], worst_case_interval=w['interval'], worst_case_attacks=w['attacks'],
+                worst_case_added=w['broken_only_by'], worst_case_bits=w['robust_bits'])
+
+def _ablation_scores(snn, atk, x, y, n_attack) -> dict:
+    snn.eval()
+    with torch.no_grad(): correct = exact_logits(snn, x).argmax(1) == y
+    robust = _batched_mask(snn, atk, x[:n_attack], y[:n_attack], 100, desc='PGD_ens (4 members)')
+    kc, kr = int(correct.sum()), int(robust.sum())
+    return dict(clean=kc / len(y), clean_interval=wilson(kc, len(y)), robust=kr / n_attack, robust_interval=wilson(kr, n_attack),
+                correct_bits=pack_mask(correct), robust_bits=pack_mask(robust))
+
+def _ablation_pairs(rows:dict, n:int, n_attack:int) -> dict:
+    "Every variant against 'paper' of the same model, after finetuning, paired on the same samples (clean and robust)."
+    out = {}
+    for key, r in rows.items():
+        base = rows.get(f"{r['model']}/paper")
+        if base is None or r['variant'] == 'paper': continue
+        f, b = r['finetuned'], base['finetuned']
+        out[key] = dict(clean=paired_difference(unpack_mask(f['correct_bits'], n), unpack_mask(b['correct_bits'], n), 0),
+                        robust=paired_difference(unpack_mask(f['robust_bits'], n_attack), unpack_mask(b['robust_bits'], n_attack), 0))
+        if 'worst_case_bits' in f and 'worst_case_bits' in b:
+            out[key]['worst_case'] = paired_difference(unpack_mask(f['worst_case_bits'], n_attack),
+                                                       unpack_mask(b['worst_case_bits'], n_attack), 0)
+    return out
+
+def ablation_markdown(res:dict # as returned by `ablate` (or its JSON)
+                     ) -> str:
+    "The ablation table: per model and variant, clean and robust accuracy right after conversion and after finetuning."
+    lines = [f"| model | variant | converted: clean | converted: PGD_ens-4 | finetuned: clean | finetuned: PGD_ens-4 | "
+             f"finetuned: worst case | vs paper (worst case, else PGD_ens-4; paired) | seconds |", "|---|---|---:|---:|---:|---:|---:|---|---:|"]
+    pct = lambda v, i: f"{100 * v:.1f} [{100 * i[0]:.0f}, {100 * i[1]:.0f}]"
+    for key, r in res['rows'].items():
+        c, f = r['converted'], r['finetuned']
+        pr = res.get('paired', {}).get(key, {})
+        p = pr.get('worst_case', pr.get('robust'))
+        vs = '' if p is None else f"{100 * p['difference']:+.1f} (p = {p['p']:.2g})"
+        wc = pct(f['worst_case'], f['worst_case_interval']) if 'worst_case' in f else '–'
+        lines.append(f"| {r['model']} | {r['variant']} | {pct(c['clean'], c['clean_interval'])} | {pct(c['robust'], c['robust_interval'])} | "
+                     f"{pct(f['clean'], f['clean_interval'])} | {pct(f['robust'], f['robust_interval'])} | {wc} | {vs} | {r['seconds']:.0f} |")
+    return '\n'.join(lines) + (f"\n\nClean accuracy on {res['n']} test images, robust accuracy at eps "
+                               f"{res['eps'] * 255:.3g}/255 on the first {res['n_attack']} under PGD_ens with "
+                               f"{len(res['members'])} members ({', '.join(res['members'])}); 95% Wilson intervals in brackets; "
+                               "worst case: every attack of the run's [evaluate] on the same samples, cascaded; "
+                               "'vs paper': the paired difference in robust accuracy after finetuning, exact McNemar p.")
+
+
 # %% ../nbs/11_pipeline.ipynb #ba61701a
 def _config(arg):
     "A config from a TOML path, or a preset name."
@@ -838,6 +1110,17 @@ def _parser():
                    help="sparsities in [0, 1) or fractions like 95/100 (default: the paper's 0 0.5 0.9 0.95 0.99)")
     rep = sub.add_parser('report', help="rebuild a finished run's report.md, metrics.json and figures")
     rep.add_argument('run', help='a run directory')
+    b = sub.add_parser('ablate', help="each ablation on a finished run's pruned ANN: convert, finetune, clean and robust accuracy")
+    b.add_argument('run', help='a finished run directory')
+    b.add_argument('--variants', nargs='+', default=list(ABLATIONS), help=f"keys of ABLATIONS (default: all: {', '.join(ABLATIONS)})")
+    b.add_argument('--models', nargs='+', default=['sparse', 'dense'], help='sparse and / or dense (default: both)')
+    b.add_argument('--n', type=int, default=1000, help='test images of clean accuracy (default 1000)')
+    b.add_argument('--n-attack', type=int, default=500, help='the first N of them are attacked (default 500)')
+    b.add_argument('--out', help='the results JSON (default: RUN/ablation.json); resumed when it exists')
+    b.add_argument('--worst-case', action='store_true', help="also the run's [evaluate] attacks on each finetuned SNN (the worst case)")
+    g = sub.add_parser('diagnose', help="per-layer conversion diagnostics of a finished run's SNNs (dense and sparse)")
+    g.add_argument('run', help='a finished run directory'); g.add_argument('--n', type=int, default=200, help='test images (default 200)')
+    g.add_argument('--out', help='the results JSON (default: RUN/diagnostics.json)')
     c = sub.add_parser('config', help='print a preset configuration as TOML')
     c.add_argument('preset', nargs='?', default='demo', help=f"one of {', '.join(PRESETS)}")
     return p
@@ -903,6 +1186,11 @@ def _main(a):
     elif a.command == 'evaluate' and _is_saved_snn(a.config):
         if a.run_dir: raise ConfigError("--run-dir belongs to the stage; a standalone evaluation writes beside the checkpoint")
         print(f"evaluation: {evaluate_saved(a.config, a.preset, a.n)}")
+    elif a.command == 'diagnose':
+        res = diagnose(a.run, a.n, a.out)
+        for label, rows in res['layers'].items(): print(f"{label}\n{diagnostics_table(rows)}\n")
+    elif a.command == 'ablate':
+        print(ablation_markdown(ablate(a.run, a.variants, a.models, a.n, a.n_attack, a.out, a.worst_case)))
     elif a.command == 'report':
         _report(Path(a.run))
         print(f"report: {Path(a.run)/'report.md'}")

@@ -226,12 +226,17 @@ def test_worst_case_is_the_and_of_every_attack(seed, k):
 
 
 @SETTINGS
-@given(seed=st.integers(0, 1000), q=st.integers(1, 12))
-def test_square_on_survivors_gives_the_same_worst_case(seed, q):
-    "AutoAttack's cascade (Square only on the white-box survivors) leaves the worst case unchanged, sample by sample."
+@given(seed=st.integers(0, 1000), q=st.integers(1, 12), how=st.sampled_from(['square', 'all']))
+def test_the_cascade_gives_the_same_worst_case(seed, q, how):
+    """AutoAttack's cascade (Square only on the white-box survivors, or every attack after the first only on what the
+    ones before it left robust) leaves the worst case unchanged, sample by sample, in float64."""
     m, x, y = case(seed, n=8)
-    kw = dict(eps=(8 / 255,), attacks=('fgsm_ens', 'rga'), square_queries=(q,), pgd_steps=1, members=('pwl:1',))
+    m.double(); x = x.double()
+    kw = dict(eps=(8 / 255,), attacks=('fgsm_ens', 'rga', 'assg_sapgd'), square_queries=(q,), pgd_steps=1, assg_steps=2,
+              members=('pwl:1',))
     full = evaluation_report(m, x, y, **kw)['worst_case']['8/255']
-    cascade = evaluation_report(m, x, y, square_on='survivors', **kw)['worst_case']['8/255']
+    cascade = evaluation_report(m, x, y, **(dict(square_on='survivors') if how == 'square' else dict(cascade=True)),
+                                **kw)['worst_case']['8/255']
     assert cascade['robust_bits'] == full['robust_bits']
     assert cascade['gap']['only_square'] == full['gap']['only_square']
+    assert cascade['cascaded'] == (['Square (%d q)' % q] if how == 'square' else ['RGA', 'ASSG+SA-PGD', 'Square (%d q)' % q])
