@@ -34,7 +34,7 @@ from .training import TrainConfig, fit, preset as train_preset
 from .pruning import METHODS, PruneConfig, prune, prune_preset, sparsity_table, global_sparsity
 from .conversion import convert, conversion_diagnostics, plot_conversion_diagnostics, diagnostics_table
 from .snn_finetune import finetune, snn_preset
-from .evaluation import (check_report_settings, evaluation_report, report_markdown, eval_attack, robust_mask,
+from .evaluation import (check_report_settings, evaluation_report, report_markdown, eval_attack,
                                         exact_logits, eps_label, evaluate_snn, EVAL_PRESETS, paired_difference, unpack_mask,
                                         _batched_mask, EnsembleAttack, wilson, pack_mask)
 from .attacks import make_attack
