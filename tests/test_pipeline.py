@@ -93,12 +93,15 @@ BAD_CONFIGS = [   # (the TOML text or a config dict, what the one line must say)
     ('[evaluate]\neps = []\n', '[evaluate] eps must list at least one budget'),
     ('[evaluate]\nmetric_eps = 0.5\n', '[evaluate] metric_eps 0.5 must be one of eps'),
     ('[energy]\nn = -5\n', '[energy] n must be an integer in 1..inf, got -5'),
+    ('[run]\nworkers = 3\n', '[run] workers must be an integer in 1..2, got 3'),
+    ('[evaluate]\nn = 100\nn_clean = 50\n', '[evaluate] n_clean must be at least n = 100 (the attacked samples are the first n of them), got 50'),
     ('snn_n_train = -3\n', 'snn_n_train must be an integer in 1..inf, got -3'),
     (_tiny(run={'device': 'cuda:7'}), "[run] device 'cuda:7' does not exist"),
     (_tiny(data={'name': 'fashion-mnist', 'root': '/nonexistent/data'}), "[data] data folder '/nonexistent/data' (root=) does not exist"),
     (_tiny(data={'n_train': 10**9}), '[data] n_train=1000000000 is not possible'),
     (_tiny(evaluate={'n': 64}), '[evaluate] n = 64 asks for more test images than [data] n_test = 32'),
     (_tiny(energy={'n': 64}), '[energy] n = 64 asks for more test images than [data] n_test = 32'),
+    (_tiny(evaluate={'n_clean': 64}), '[evaluate] n_clean = 64 asks for more test images than [data] n_test = 32'),
     (_tiny(convert={'n_batches': 9, 'batch_size': 16}), '[convert] n_batches * batch_size = 9 * 16 = 144 calibration images, more than [data] n_train = 128'),
 ]
 
