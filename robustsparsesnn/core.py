@@ -6,13 +6,13 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/core.html.md"""
 
 # %% auto #0
 __all__ = ['SEED_MAX', 'M_TRIM_THRESHOLD', 'M_MMAP_MAX', 'TMP_PATTERN', 'MAX_DEPTH', 'check_choice', 'check_range', 'check_int',
-           'progress', 'worker_bars', 'get_device', 'check_seed', 'derive_seed', 'seed_everything', 'get_rng_state',
-           'set_rng_state', 'keep_freed_memory', 'crash_point', 'atomic_path', 'remove_stale_temporaries', 'save_json',
-           'load_json', 'file_record', 'check_record', 'tensors_digest', 'save_state', 'load_state', 'package_versions',
+           'progress', 'get_device', 'check_seed', 'derive_seed', 'seed_everything', 'get_rng_state', 'set_rng_state',
+           'keep_freed_memory', 'crash_point', 'atomic_path', 'remove_stale_temporaries', 'save_json', 'load_json',
+           'file_record', 'check_record', 'tensors_digest', 'save_state', 'load_state', 'package_versions',
            'RunInUseError', 'RunDir']
 
 # %% ../nbs/00_core.ipynb #67c40d4e
-import ctypes, ctypes.util, errno, fcntl, hashlib, json, os, pickle, random, re, signal, subprocess, sys, tempfile, shutil, threading, time
+import ctypes, ctypes.util, errno, fcntl, hashlib, json, os, pickle, random, re, signal, subprocess, sys, tempfile, shutil, time
 from collections import Counter
 from contextlib import contextmanager
 from importlib import metadata
@@ -67,24 +67,12 @@ def check_int(name:str, # what the value is ("steps", "n_batches", ...)
     return int(value)
 
 # %% ../nbs/00_core.ipynb #1e26dbb0
-_BAR_ROWS = dict(first=0)   # the terminal row of this process's first progress bar (worker processes each take their own)
-
 def progress(iterable=None, # what to iterate over
              **kwargs): # passed on to `tqdm` (desc, total, leave, ...)
-    "A `tqdm` progress bar, silent when the environment variable `RSNN_PROGRESS` is `0`; below `worker_bars`' row in a worker."
+    "A `tqdm` progress bar, silent when the environment variable `RSNN_PROGRESS` is `0`."
     kwargs.setdefault('disable', os.environ.get('RSNN_PROGRESS', '1') == '0')
     kwargs.setdefault('dynamic_ncols', True)
-    if _BAR_ROWS['first'] and not kwargs['disable']:
-        kwargs.setdefault('position', _BAR_ROWS['first'] + len(getattr(tqdm, '_instances', ())))
     return tqdm(iterable, **kwargs)
-
-def worker_bars(first:int # the terminal row of this process's first bar (0: tqdm's own placement)
-               ) -> None:
-    """Set up the progress bars of a worker process that shares its terminal: from row `first` down, so that the
-    workers' bars do not overwrite each other, and under a thread lock (tqdm's default, a semaphore, would outlive a killed worker)."""
-    _BAR_ROWS['first'] = check_int('first', first, 0)
-    tqdm.set_lock(threading.RLock())
-
 
 # %% ../nbs/00_core.ipynb #a967df2c
 def get_device(device=None # a device name ("cpu", "cuda:1") to force one; None picks cuda when present

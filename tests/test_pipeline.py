@@ -93,7 +93,6 @@ BAD_CONFIGS = [   # (the TOML text or a config dict, what the one line must say)
     ('[evaluate]\neps = []\n', '[evaluate] eps must list at least one budget'),
     ('[evaluate]\nmetric_eps = 0.5\n', '[evaluate] metric_eps 0.5 must be one of eps'),
     ('[energy]\nn = -5\n', '[energy] n must be an integer in 1..inf, got -5'),
-    ('[run]\nworkers = 3\n', '[run] workers must be an integer in 1..2, got 3'),
     ('[evaluate]\nn = 100\nn_clean = 50\n', '[evaluate] n_clean must be at least n = 100 (the attacked samples are the first n of them), got 50'),
     ('snn_n_train = -3\n', 'snn_n_train must be an integer in 1..inf, got -3'),
     (_tiny(run={'device': 'cuda:7'}), "[run] device 'cuda:7' does not exist"),
@@ -149,6 +148,7 @@ def test_bad_files_and_folders(tmp_path):
     cases.append((('report', tmp_path), 'is not a run directory (no config.toml)'))
     cases.append((('convert', 'tiny', '--run-dir', tmp_path / 'fresh'), 'stage convert needs stage prune of the same run first'))
     cases.append((('config', 'nope'), "unknown preset 'nope'"))
+    cases.append((('run', 'tiny', '--seed', '-1', '--run-dir', tmp_path / 'neg'), '--seed: seed must be an integer in 0..4294967295, got -1'))
     cases.append((('sweep', 'tiny', '--root', tmp_path / 'sw', '--sparsities', '1.5'), 'sparsity must be in [0, 1), got 1.5'))
     cases.append((('sweep', 'tiny', '--root', tmp_path / 'sw', '--methods', 'snip'), "unknown pruning method 'snip'"))
     for args, message in cases: _one_line(*_main(*args), message)

@@ -2,7 +2,7 @@
 by stage; and raced by a second process on its directory. Every way ends with the metrics and model checkpoints of
 one uninterrupted `rsnn run`, bit for bit. The kills land at the package's crash points (`core.crash_point`): every
 atomic write (`write F` before its rename, `wrote F` after) and the start and end of every stage."""
-import json, os, re, subprocess, sys, time, tomllib
+import json, os, re, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -108,26 +108,6 @@ def test_two_processes_on_one_directory(tiny):
     assert 'is in use by another process (pid' in second.stderr, second.stderr
     assert outcome(run) == whole
     assert set(json.loads((run/'stages.json').read_text())) == set(STAGES)
-
-
-def test_two_workers(tiny):
-    """[run] workers = 2: the sparse and the dense SNN finetuned and evaluated side by side in two processes give the
-    outcome of one process, bit for bit; a worker killed inside its evaluation stops the command with one line, and
-    the stage resumes to the same outcome, its partial files gone."""
-    root, _, whole = tiny
-    d = tomllib.loads((root/'tiny.toml').read_text()); d['run']['workers'] = 2
-    (root/'workers.toml').write_text(tomli_w.dumps(d))
-    r = rsnn('run', root/'workers.toml', '--run-dir', root/'two')
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert outcome(root/'two') == whole
-    run = root/'two-killed'
-    r = rsnn('run', root/'workers.toml', '--run-dir', run, RSNN_CRASH_AT='write evaluation-dense.partial.json#2')
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert 'a worker process (evaluate of the dense SNN) stopped' in r.stderr, r.stderr
-    assert (run/'evaluation-dense.partial.json').exists() and 'evaluate' not in json.loads((run/'stages.json').read_text())
-    r = rsnn('run', root/'workers.toml', '--run-dir', run)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert outcome(run) == whole and not list(run.glob('*.partial.json'))
 
 
 def test_damaged_checkpoint_is_recomputed_never_used(tiny):
