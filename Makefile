@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+BASE_STAMP := $(VENV)/.base-installed-stamp
 STAMP := $(VENV)/.installed-stamp
 DOCS_STAMP := $(VENV)/.docs-installed-stamp
 
@@ -11,15 +12,20 @@ DOCS_STAMP := $(VENV)/.docs-installed-stamp
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(STAMP)  ## create .venv/ and install the pinned dependencies and the package (editable)
+setup: $(STAMP)  ## create .venv/ and install the pinned dependencies and the package (editable), with the tools for tests and notebooks
 
-$(STAMP): pyproject.toml
+# the package and what it needs to run: all the demo installs
+$(BASE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(BASE_STAMP)
+
+$(STAMP): pyproject.toml $(BASE_STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-demo: setup  ## run the main job on the embedded Fashion-MNIST demo
+demo: $(BASE_STAMP)  ## run the main job on the embedded Fashion-MNIST demo
 	$(BIN)/rsnn run
 
 test: test-nbs test-py  ## nbdev-test over all notebooks, then pytest tests/
