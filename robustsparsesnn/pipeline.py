@@ -1208,7 +1208,7 @@ def _config(arg):
 def with_seed(cfg:RunConfig, # a configuration
               seed:int=None # [run] seed of the sibling run, or None for `cfg` itself
              ) -> RunConfig:
-    "A sibling run of `cfg`'s recipe: another [run] seed (model initialisation), the same data and test images, named <name>-seed<N>."
+    "A sibling run of `cfg`'s recipe: another [run] seed (model initialisation), the same data and test images, its name ending in -seedN."
     if seed is None: return cfg
     try: return replace(cfg, run=replace(cfg.run, seed=seed, name=f"{cfg.run.name}-seed{seed}"))
     except ValueError as e: raise ConfigError(f"--seed: {e}") from None
