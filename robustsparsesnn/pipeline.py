@@ -526,7 +526,7 @@ def _evaluate_track(ctx:Context, which:str) -> dict:
     """One SNN's evaluation (`which`: 'sparse' or 'dense'): its report (resumed from `evaluation-<which>.partial.json`),
     the clean accuracy of it and of its source ANN on [evaluate] n_clean images, PGD on the ANN, and its layer diagnostics."""
     e, T = ctx.cfg.evaluate, ctx.cfg.convert.T
-    converted, name, src = SNN_NAMES[which]
+    _, name, src = SNN_NAMES[which]
     x, y = ctx.test_set(e.n_clean or e.n)
     snn, ann = ctx.model(name, T=T).eval(), ctx.model(src).eval()
     part = f'evaluation-{which}.partial.json'
@@ -569,8 +569,7 @@ def stage_evaluate(ctx:Context):
                         **{f'{k}_{net}': entry for k, r in res.items() for net, entry in r['clean'].items()})
     if 'dense' in res:
         rep = out['dense']
-        pgd = next((v['robust'] for v in rep['entries'].values()
-                    if v['model'] == 'snn' and v['attack'] == 'PGD_ens' and abs(v['eps'] - e.metric_eps) < 1e-9), None)
+        pgd = _entry(rep, 'snn', 'PGD_ens', e.metric_eps)
         wc = rep['worst_case'].get(eps_label(e.metric_eps))
         out['dense_snn'] = dict(clean=rep['clean']['snn'], pgd_ens=pgd, worst_case=wc and wc['robust'], eps=e.metric_eps, n=e.n)
         out['dense_ann'] = dict(res['dense']['ann_pgd'], eps=e.metric_eps, n=e.n)
@@ -769,7 +768,7 @@ def summary_markdown(m:dict # metrics.json of a run
                  f"{_pct(m['snn_pgd_ens_acc'])}) | {m['spikes_per_sample']:.3g} | {ratio} |")
     return '\n'.join(lines)
 
-def seeds_markdown(runs:dict # {run name: its metrics.json}, sibling runs of one recipe (`rsnn run --seed N`)
+def seeds_markdown(runs:dict # {run name: its metrics.json}: runs on the same test images (sibling seeds, variants of a recipe)
                   ) -> str:
     "The paper's claim run by run: sparse and dense SNN, clean and worst case, each difference with its paired verdict."
     def diff(v): return f"{100 * v['difference']:+.1f} [{100 * v['interval'][0]:+.1f}, {100 * v['interval'][1]:+.1f}] {v['verdict']}"
