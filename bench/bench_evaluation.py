@@ -1,19 +1,19 @@
-"""Cost of the whole SNN evaluation against PGD_ens alone: `evaluation.evaluate_snn` at a preset (the report with every
+"""Cost of the whole SNN evaluation against PGD_ens alone: `evaluation.evaluate_snn` with an attack suite (the report with every
 attack and the per-sample worst case, then the gradient diagnostics) and PGD_ens alone, on the same samples.
-The issue's target: the `standard` preset costs at most 3x PGD_ens alone on 1,000 images of the CPU-preset VGG-11.
+The issue's target: the `standard` suite costs at most 3x PGD_ens alone on 1,000 images of the CPU-preset VGG-11.
 
-    .venv/bin/python bench/bench_evaluation.py [--run runs/demo] [--n 1000] [--preset standard] [--out FILE.json]
+    .venv/bin/python bench/bench_evaluation.py [--run runs/demo] [--n 1000] [--suite standard] [--out FILE.json]
 
 With --run (a finished `rsnn run` directory; the default is the demo's) it evaluates that run's sparse SNN (VGG-11,
 width 0.25, T = 8, Fashion-MNIST) with its sparse ANN as the transfer source; without one, a random VGG-11 (width
 0.125, T = 4) on random 16x16 images labelled by its own predictions. --out saves the evaluation (the JSON that
-`rsnn evaluate RUN --preset P --n N` writes beside the checkpoint, with the two timings added)."""
+`rsnn evaluate RUN --suite S --n N` writes beside the checkpoint, with the two timings added)."""
 import argparse, json, time
 from pathlib import Path
 
 import torch
 
-from robustsparsesnn.evaluation import EVAL_PRESETS, evaluate_snn, evaluation_report, exact_logits
+from robustsparsesnn.evaluation import ATTACK_SUITES, evaluate_snn, evaluation_report, exact_logits
 from robustsparsesnn.models import vgg11
 from robustsparsesnn.neurons import spiking_neurons
 
@@ -41,7 +41,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--run', default='runs/demo', help='a finished run directory (its sparse SNN); missing: a random VGG-11')
     p.add_argument('--n', type=int, default=1000)
-    p.add_argument('--preset', default='standard', choices=list(EVAL_PRESETS))
+    p.add_argument('--suite', '--preset', default='standard', choices=list(ATTACK_SUITES),
+                   help='a key of evaluation.ATTACK_SUITES (--preset: its old name, in the commands recorded in results/)')
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--out', help='save the evaluation and the timings as JSON here')
     args = p.parse_args(argv)
@@ -52,7 +53,7 @@ def main(argv=None):
     base = evaluation_report(snn, x, y, eps=(8 / 255,), attacks=('pgd_ens',), square_queries=(), desc='PGD_ens alone')
     t_pgd = time.perf_counter() - t
     t = time.perf_counter()
-    res = evaluate_snn(snn, x, y, ann=ann, preset=args.preset, desc=f'{args.preset} preset')
+    res = evaluate_snn(snn, x, y, ann=ann, suite=args.suite, desc=f'{args.suite} suite')
     t_all = time.perf_counter() - t
     rep, d = res['report'], res['diagnostics']
     print(f"\n{'what':<34} {'seconds':>8} {'robust %':>9}")
@@ -61,12 +62,13 @@ def main(argv=None):
         label = f"  {e['model']} {e['attack']}" + (f" ({e['queries']} q)" if e['queries'] else '')
         print(f"{label:<34} {e['seconds']:>8.0f} {100 * e['robust']:>9.1f}")
     print(f"{'  diagnostics (n = %d)' % d['n']:<34} {t_all - rep['seconds']:>8.0f}")
-    print(f"{args.preset + ' preset, all':<34} {t_all:>8.0f} {100 * rep['worst_case']['8/255']['robust']:>9.1f}  (worst case)")
-    print(f"\ncost of the {args.preset} preset / PGD_ens alone: {t_all / t_pgd:.2f}x (target for standard: <= 3x)")
+    print(f"{args.suite + ' suite, all':<34} {t_all:>8.0f} {100 * rep['worst_case']['8/255']['robust']:>9.1f}  (worst case)")
+    print(f"\ncost of the {args.suite} suite / PGD_ens alone: {t_all / t_pgd:.2f}x (target for standard: <= 3x)")
     if args.out:
         from robustsparsesnn.core import atomic_path
-        out = dict(command=f"python bench/bench_evaluation.py --run runs/{Path(args.run).name} --n {args.n} --preset {args.preset}",
+        out = dict(command=f"python bench/bench_evaluation.py --run runs/{Path(args.run).name} --n {args.n} --suite {args.suite}",
                    model=what.replace(str(args.run), f"runs/{Path(args.run).name}"), threads=torch.get_num_threads(),
+                   # 'preset': the whole suite's seconds (the key the files in results/ and notebook 09 read)
                    seconds=dict(pgd_ens_alone=round(t_pgd, 1), preset=round(t_all, 1), ratio=round(t_all / t_pgd, 2)),
                    pgd_ens_alone=base['worst_case']['8/255'], **res)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

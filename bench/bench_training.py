@@ -1,7 +1,8 @@
 """What an epoch of the paper's SNN finetuning and one PGD_ens evaluation cost on this CPU, and how close our SNN
 training step comes to the machine's dense fp32 matmul rate.
 
-1. RFGSM-TRADES finetuning step (Eq. 8/9, `snn_finetune.finetune` -> `training.fit` with `snn_preset('snn_cpu')`):
+1. RFGSM-TRADES finetuning step (Eq. 8/9, `snn_finetune.finetune` -> `training.fit` with the CPU-sized settings,
+   `replace(PAPER_FINETUNE, eps=8/255, epochs=3, eval_steps=5, eval_n=200)`):
    the package's own `training.train_epoch` over --ft-steps copies of one batch, i.e. per batch: RFGSM on the KL
    term in eval mode (one no-grad forward for the clean reference logits, one forward + backward to the input),
    then CE(clean) + beta * KL(adv || clean) with two train-mode forwards and BPTT through both, SGD
@@ -26,6 +27,7 @@ training step comes to the machine's dense fp32 matmul rate.
         [--threads 1] [--malloc default|tuned] [--width 0.25]
 """
 import argparse, datetime, os, statistics, time
+from dataclasses import replace
 os.environ.setdefault('RSNN_PROGRESS', '0')
 
 import torch
@@ -36,7 +38,7 @@ from bench_peers import machine
 from robustsparsesnn.evaluation import EnsembleAttack, exact_logits
 from robustsparsesnn.models import vgg16
 from robustsparsesnn.neurons import spiking_neurons
-from robustsparsesnn.snn_finetune import SNN_MODE, SNN_T, snn_preset, training_layout
+from robustsparsesnn.snn_finetune import PAPER_FINETUNE, SNN_MODE, SNN_T, training_layout
 from robustsparsesnn.training import make_optimizer, mask_weights_, train_epoch
 
 
@@ -89,7 +91,7 @@ def finetune_setup(width, T, batch):
     model = training_layout(vgg16(10, 3, width=width).set_T(T).set_mode(SNN_MODE))
     for _, n in spiking_neurons(model): n.threshold.requires_grad_(True)
     mask_weights_(model)
-    cfg = snn_preset('snn_cpu')
+    cfg = replace(PAPER_FINETUNE, eps=8/255, epochs=3, eval_steps=5, eval_n=200)  # CPU-sized: the paper's objective at 8/255
     opt, _ = make_optimizer(model, cfg)
     g = torch.Generator().manual_seed(1)
     x, y = torch.rand(batch, 3, 32, 32, generator=g), torch.randint(0, 10, (batch,), generator=g)
@@ -121,7 +123,7 @@ def main(argv=None):
     atk = lambda: attack(model, x)
     res = interleaved({'finetune': ft, 'plain': plain.step, 'attack': atk}, warmup=1, reps=a.ft_steps)
     s = {k: med([t for t, _ in v]) for k, v in res.items()}
-    print(f"\n== RFGSM-TRADES finetuning step (snn_preset('snn_cpu'): {cfg.attack}, eps {cfg.eps:.4g}, beta {cfg.beta}, "
+    print(f"\n== RFGSM-TRADES finetuning step (PAPER_FINETUNE at 8/255: {cfg.attack}, eps {cfg.eps:.4g}, beta {cfg.beta}, "
           f"lr {cfg.lr}), VGG-16 width {a.width}, T={a.T}, batch {a.batch}; median of {a.ft_steps}, interleaved")
     print(f"{'':<46}{'s/step':>8}{'images/s':>10}{'x plain':>9}")
     for k, label in (('plain', 'plain training step (forward + BPTT + SGD)'), ('attack', 'RFGSM-KL attack alone (in the step)'),

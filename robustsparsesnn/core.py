@@ -8,8 +8,8 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/core.html.md"""
 __all__ = ['SEED_MAX', 'M_TRIM_THRESHOLD', 'M_MMAP_MAX', 'TMP_PATTERN', 'MAX_DEPTH', 'check_choice', 'check_range', 'check_int',
            'progress', 'get_device', 'check_seed', 'derive_seed', 'seed_everything', 'get_rng_state', 'set_rng_state',
            'keep_freed_memory', 'crash_point', 'atomic_path', 'remove_stale_temporaries', 'save_json', 'load_json',
-           'file_record', 'check_record', 'tensors_digest', 'save_state', 'load_state', 'package_versions',
-           'RunInUseError', 'RunDir']
+           'file_record', 'check_record', 'tensors_digest', 'save_state', 'load_state', 'git_commit',
+           'package_versions', 'RunInUseError', 'RunDir']
 
 # %% ../nbs/00_core.ipynb #67c40d4e
 import ctypes, ctypes.util, errno, fcntl, hashlib, json, os, pickle, random, re, signal, subprocess, sys, tempfile, shutil, time
@@ -336,7 +336,9 @@ def _to_device(obj, device):
     return obj
 
 # %% ../nbs/00_core.ipynb #ccda7f3c
-def _git_commit(path=None) -> str:
+def git_commit(path=None # a folder inside the repository (None: the package's)
+              ) -> str:
+    "The commit the working tree is at, or 'unknown' outside a git checkout."
     try:
         return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=path or Path(__file__).parent, capture_output=True,
                               text=True, timeout=5).stdout.strip() or 'unknown'
@@ -400,7 +402,7 @@ class RunDir:
                                  "use a new directory, or the same configuration to resume")
             self.manifest = old
         else:
-            self.manifest = dict(config=config, seed=seed, versions=package_versions(), git_commit=_git_commit(),
+            self.manifest = dict(config=config, seed=seed, versions=package_versions(), git_commit=git_commit(),
                                  created=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
             if lock: save_json(mpath, self.manifest)
 

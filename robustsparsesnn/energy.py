@@ -300,6 +300,10 @@ def energy_report(model:nn.Module, # an SNN (`T > 0`) with masked layers
     return EnergyReport(record.T, record.n, sparsity(model), layers, macs, e_ac, e_mac)
 
 # %% ../nbs/10_energy.ipynb #8927eb2e
+def _ratio(a:float, b:float):
+    "a / b; None when b is 0 (an SNN that never spikes has no energy to compare)."
+    return a / b if b else None
+
 def relative_energy(reports:dict, # {label: EnergyReport}; the first (or `reference`) is the dense SNN
                     reference:str=None # label of the dense reference
                    ) -> list: # rows: label, sparsity, spikes, spike ratio, energy ratio, ...
@@ -311,10 +315,10 @@ def relative_energy(reports:dict, # {label: EnergyReport}; the first (or `refere
     for k, r in reports.items():
         if [l['name'] for l in r.layers] != [l['name'] for l in ref.layers]:
             raise ValueError(f"report {k!r} has other layers than the reference {reference!r}: not the same architecture")
-        rows.append(dict(model=k, sparsity=r.sparsity, spikes=r.spikes, spike_ratio=ref.spikes / r.spikes,
-                         acs=r.acs, energy_ratio=ref.energy_pj / r.energy_pj,
-                         energy_ratio_with_macs=ref.energy_total_pj / r.energy_total_pj,
-                         peer_energy_ratio=ref.acs_dense_fanout / r.acs_dense_fanout))
+        rows.append(dict(model=k, sparsity=r.sparsity, spikes=r.spikes, spike_ratio=_ratio(ref.spikes, r.spikes),
+                         acs=r.acs, energy_ratio=_ratio(ref.energy_pj, r.energy_pj),
+                         energy_ratio_with_macs=_ratio(ref.energy_total_pj, r.energy_total_pj),
+                         peer_energy_ratio=_ratio(ref.acs_dense_fanout, r.acs_dense_fanout)))
     return rows
 
 def table3(rows:list # from `relative_energy`
@@ -323,8 +327,9 @@ def table3(rows:list # from `relative_energy`
     out = ['| model | sparsity | #spikes / sample | #Spikes_dense / #Spikes | ACs / sample | E_dense / E (Eq. 12) | with 1st-layer MACs | peer-style (dense fan-out) |',
            '|---|---:|---:|---:|---:|---:|---:|---:|']
     for r in rows:
-        out.append(f"| {r['model']} | {100 * r['sparsity']:.1f}% | {r['spikes']:.3e} | {r['spike_ratio']:.2f} | {r['acs']:.3e} | "
-                   f"**{r['energy_ratio']:.2f}** | {r['energy_ratio_with_macs']:.2f} | {r['peer_energy_ratio']:.2f} |")
+        f = lambda v: '–' if v is None else f'{v:.2f}'   # None: the SNN never spiked
+        out.append(f"| {r['model']} | {100 * r['sparsity']:.1f}% | {r['spikes']:.3e} | {f(r['spike_ratio'])} | {r['acs']:.3e} | "
+                   f"**{f(r['energy_ratio'])}** | {f(r['energy_ratio_with_macs'])} | {f(r['peer_energy_ratio'])} |")
     return '\n'.join(out)
 
 def plot_spike_rates(reports:dict, # {label: EnergyReport}

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from robustsparsesnn.pipeline import TINY, config_to_dict, preset_config
+from robustsparsesnn.config import config_to_dict, preset_config
 
-RSNN = [sys.executable, '-c', 'import sys; from robustsparsesnn.pipeline import main; sys.exit(main())']
+RSNN = [sys.executable, '-c', 'import sys; from robustsparsesnn.cli import main; sys.exit(main())']
 ENV = {**os.environ, 'RSNN_PROGRESS': '0', 'OMP_NUM_THREADS': '1'}
 
 
@@ -36,7 +36,7 @@ def test_missing_config_and_foreign_run_dir(tmp_path):
 
 
 def test_help_on_every_command(capsys):
-    from robustsparsesnn.pipeline import main
+    from robustsparsesnn.cli import main
     for cmd in ([], ['run'], ['pretrain'], ['prune'], ['convert'], ['snn-finetune'], ['evaluate'], ['energy'],
                 ['sweep'], ['report'], ['config']):
         with pytest.raises(SystemExit) as e: main(cmd + ['--help'])
@@ -94,7 +94,7 @@ BAD_CONFIGS = [   # (the TOML text or a config dict, what the one line must say)
     ('[evaluate]\nmetric_eps = 0.5\n', '[evaluate] metric_eps 0.5 must be one of eps'),
     ('[energy]\nn = -5\n', '[energy] n must be an integer in 1..inf, got -5'),
     ('[evaluate]\nn = 100\nn_clean = 50\n', '[evaluate] n_clean must be at least n = 100 (the attacked samples are the first n of them), got 50'),
-    ('snn_n_train = -3\n', 'snn_n_train must be an integer in 1..inf, got -3'),
+    ('[data]\nn_train_snn = -3\n', '[data] n_train_snn must be an integer in 1..inf, got -3'),
     (_tiny(run={'device': 'cuda:7'}), "[run] device 'cuda:7' does not exist"),
     (_tiny(data={'name': 'fashion-mnist', 'root': '/nonexistent/data'}), "[data] data folder '/nonexistent/data' (root=) does not exist"),
     (_tiny(data={'n_train': 10**9}), '[data] n_train=1000000000 is not possible'),
@@ -108,7 +108,7 @@ BAD_CONFIGS = [   # (the TOML text or a config dict, what the one line must say)
 def _main(*args, env=None):
     "Run `rsnn ARGS` in this process: (exit status, stderr)."
     import contextlib, io
-    from robustsparsesnn.pipeline import main
+    from robustsparsesnn.cli import main
     err, out = io.StringIO(), io.StringIO()
     env = {'RSNN_PROGRESS': '0', **(env or {})}
     old = {k: os.environ.get(k) for k in env}

@@ -12,9 +12,10 @@ import tomli_w
 from safetensors.torch import load_file
 
 from robustsparsesnn.core import TMP_PATTERN, tensors_digest
-from robustsparsesnn.pipeline import STAGES, config_to_dict, preset_config
+from robustsparsesnn.config import config_to_dict, preset_config
+from robustsparsesnn.pipeline import STAGES
 
-RSNN = [sys.executable, '-c', 'import sys; from robustsparsesnn.pipeline import main; sys.exit(main())']
+RSNN = [sys.executable, '-c', 'import sys; from robustsparsesnn.cli import main; sys.exit(main())']
 ENV = {**os.environ, 'RSNN_PROGRESS': '0', 'OMP_NUM_THREADS': '1'}
 for k in ('RSNN_CRASH_AT', 'RSNN_CRASH_LOG'): ENV.pop(k, None)
 CHECKPOINTS = ('sparse_ann.safetensors', 'snn.safetensors', 'dense_snn.safetensors', 'snn_converted.safetensors')

@@ -1,12 +1,13 @@
 "Training survives SIGKILL: a killed run, resumed, ends with the weights of an uninterrupted one; bad settings are refused."
 import textwrap
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from torch import nn
 
 from killrun import kill_resume_matches
-from robustsparsesnn.training import TrainConfig, fit, preset
+from robustsparsesnn.training import PAPER_PRETRAIN, TrainConfig, fit
 
 TRAIN = textwrap.dedent("""
     import sys, torch
@@ -43,7 +44,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     (lambda: TrainConfig(seed=-1), 'seed must be an integer in 0..4294967295, got -1'),
     (lambda: TrainConfig(seed=2**32), 'seed must be an integer in 0..4294967295, got 4294967296'),
     (lambda: TrainConfig(seed=1.5), 'seed must be an integer in 0..4294967295, got 1.5'),
-    (lambda: preset('cpu_ann', eval_steps=-3), 'eval_steps must be an integer in 1..inf, got -3'),
+    (lambda: replace(PAPER_PRETRAIN, eval_steps=-3), 'eval_steps must be an integer in 1..inf, got -3'),
     (lambda: fit(nn.Linear(2, 2), None, TrainConfig(), stop_after=-1), 'stop_after must be an integer in 0..inf, got -1'),
     (lambda: fit(nn.Linear(2, 2), None, TrainConfig(), stop_after=0.5), 'stop_after must be an integer in 0..inf, got 0.5'),
 ])

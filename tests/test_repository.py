@@ -1,0 +1,40 @@
+"What the repository itself must keep: no absolute path to a machine's folder in any tracked file, one preset registry."
+import re, subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# a path rooted in a folder that belongs to one machine (a home, a work or scratch area, a Windows user folder)
+MACHINE_PATH = re.compile(r'(?:^|[^\w.~-])(/(?:work|home|Users|root|mnt|tmp|opt|scratch|srv|var|data)/[\w.-]+|[A-Z]:\\(?:Users|work)\\)')
+
+
+def tracked_files() -> list:
+    try: out = subprocess.run(['git', 'ls-files', '-z'], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError): pytest.skip('not a git checkout')
+    return [ROOT/f for f in out.split('\0') if f]
+
+
+def test_no_machine_paths():
+    found = []
+    for f in tracked_files():
+        if not f.is_file() or f.suffix in ('.png', '.jpg', '.gz', '.safetensors'): continue
+        try: text = f.read_text(encoding='utf-8')
+        except UnicodeDecodeError: continue
+        found += [f"{f.relative_to(ROOT)}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(1)}" for m in MACHINE_PATH.finditer(text)]
+    assert not found, 'absolute paths to a machine folder:\n' + '\n'.join(found[:20])
+
+
+def test_the_pattern_finds_machine_paths():
+    S = '/'   # built here, so that this file holds no such path itself
+    for bad in (f'see {S}work{S}runs', f'"{S}home{S}ada"', 'C:\\' + 'Users\\ada', f'cd {S}tmp{S}x'):
+        assert MACHINE_PATH.search(bad), bad
+    for fine in ('runs/demo/report.md', '../shared/data', 'a/tmp/b', '/nonexistent/data', 'https://x.org/home/page'):
+        assert not MACHINE_PATH.search(fine), fine
+
+
+def test_one_preset_registry():
+    "Named configurations live in one registry (config.PRESETS); no module keeps its own."
+    defs = [f"{f.relative_to(ROOT)}" for f in tracked_files() if f.suffix == '.py' and f.parts[-2] == 'robustsparsesnn'
+            and re.search(r'^[A-Z_]*PRESETS\s*=', f.read_text(), re.M)]
+    assert defs == ['robustsparsesnn/config.py'], defs
