@@ -8,9 +8,9 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/recipes.html.md"""
 # %% auto #0
 __all__ = ['REPRODUCTIONS', 'CONVERSIONS', 'RECIPES', 'accuracy', 'ordering', 'within', 'measured', 'Reproduction',
            'snn_accuracies', 'sweep_claims', 'recipe_sweep', 'recipe_figure1', 'attack_claims', 'recipe_attacks',
-           'recipe_pretraining', 'recipe_conversion', 'reproduce']
+           'recipe_pretraining', 'recipe_conversion', 'reproduce', 'load_results']
 
-# %% ../nbs/14_recipes.ipynb #064ab6f0
+# %% ../nbs/14_recipes.ipynb #e3de655e
 import shlex, time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,7 +26,7 @@ from .config import RunConfig, preset_config, derive, config_to_dict
 from .pipeline import (prepare, open_run, check_stages, run_pipeline, sweep, sweep_cell, share_stages,
                                       SWEEP_SPARSITIES, clean_mask)
 
-# %% ../nbs/14_recipes.ipynb #c0a95a14
+# %% ../nbs/14_recipes.ipynb #3b6bd6dc
 def accuracy(bits:torch.Tensor # per-sample bool: right (clean) or robust
             ) -> dict: # {acc, interval, n, bits}
     "An accuracy as a results file keeps it: the fraction, its 95% Wilson interval, n, and the packed per-sample bits."
@@ -64,7 +64,7 @@ def measured(claim:str, # a claim about exactly computed quantities (counts of s
     "A claim about quantities computed exactly on the test images (energy, spikes): holds or fails, with its numbers."
     return dict(claim=claim, verdict='holds' if holds else 'fails', test='computed', **numbers)
 
-# %% ../nbs/14_recipes.ipynb #175594f8
+# %% ../nbs/14_recipes.ipynb #2084a085
 @dataclass(frozen=True)
 class Reproduction:
     "What `rsnn reproduce DATASET` runs: a preset (and its quick twin) and each recipe's choices."
@@ -86,7 +86,7 @@ class Reproduction:
 REPRODUCTIONS = {'fashion-mnist': Reproduction('fashion-mnist-repro', 'fashion-mnist-quick'),
                  'cifar10-jpeg': Reproduction('cifar10-jpeg-repro', 'cifar10-jpeg-quick')}
 
-# %% ../nbs/14_recipes.ipynb #6f2c1204
+# %% ../nbs/14_recipes.ipynb #61d648b6
 def snn_accuracies(run:RunDir, # a finished run
                    eps:float # the headline budget
                   ) -> dict: # {clean, pgd_ens, (worst_case), ann_clean, ann_pgd}: `accuracy` dicts
@@ -118,7 +118,7 @@ def _fork(cfg:RunConfig, path:Path, source:Path, stages:tuple, tick=None) -> Run
     if tick: tick()
     return RunDir(path, lock=False)
 
-# %% ../nbs/14_recipes.ipynb #97cbab3c
+# %% ../nbs/14_recipes.ipynb #06dfd0d3
 def _cells(cells:list) -> dict: return {(c['method'], c['sparsity']): c for c in cells}
 
 def sweep_claims(cells:list # the `cells` of the sweep's results
@@ -163,7 +163,7 @@ def recipe_sweep(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
     data = dict(cells=cells, pretraining=pre.load_json('ann-history.json'), seconds=_seconds(pre) + sum(x['seconds'] for x in cells))
     return data, sweep_claims(cells)
 
-# %% ../nbs/14_recipes.ipynb #3b7bade4
+# %% ../nbs/14_recipes.ipynb #76af6846
 def _cell_path(spec:Reproduction, root:Path) -> Path: return root/'sweep'/f'{spec.cell[0]}-{spec.cell[1]:g}'
 
 def recipe_figure1(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
@@ -180,7 +180,7 @@ def recipe_figure1(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
               for m, what in (('pgd_ens', 'PGD_ens'), ('clean', 'clean accuracy')) for k in ('e2e-random', 'e2e-ann')]
     return dict(arms=data, seconds=sum(d['seconds'] for k, d in data.items() if k != 'conversion')), claims
 
-# %% ../nbs/14_recipes.ipynb #c5462d42
+# %% ../nbs/14_recipes.ipynb #33b4e4b7
 def attack_claims(table1:list, members:dict, ensemble:dict, steps:dict) -> list:
     "Claims of Table 1 (orderings of the attacks on the SNN at the largest budget), C4 (Table A1) and C5 (Table B3)."
     out, snn = [], [e for e in table1 if e['model'] == 'snn']
@@ -241,7 +241,7 @@ def recipe_attacks(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
                 pgd_ens_steps=steps, seconds=round(sum(en['seconds'] for en in rep['entries'].values()) + got.get('seconds', 0)))
     return data, attack_claims(table1, members, ensemble, steps)
 
-# %% ../nbs/14_recipes.ipynb #9b914b98
+# %% ../nbs/14_recipes.ipynb #35bb9097
 def recipe_pretraining(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
     "Table B4: one whole run per [pretrain] variant, pruned to the sweep cell's method and sparsity."
     variants, eps = {}, cfg.evaluate.metric_eps
@@ -254,7 +254,7 @@ def recipe_pretraining(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tup
               dict(id='C6', **ordering(f"and pretraining {lo} a more accurate one (clean)", a['clean'], b['clean']))]
     return dict(variants=variants, seconds=sum(v['seconds'] for v in variants.values())), claims
 
-# %% ../nbs/14_recipes.ipynb #cb4f7db9
+# %% ../nbs/14_recipes.ipynb #c9b05d2a
 CONVERSIONS = {'paper': dict(bn_stats='spiking', lam=0.3, reset='hard'),     # Algorithm 1 as published
                'paper, lambda 1': dict(bn_stats='spiking', lam=1.0, reset='hard'),
                'soft reset': dict(bn_stats='spiking', lam=1.0, reset='soft'),
@@ -284,7 +284,7 @@ def recipe_conversion(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tupl
     ann = accuracy(clean_mask(ctx.model('sparse_ann').eval(), x, y))
     return dict(sparse_ann=ann, converted=list(got.values()), seconds=sum(v.get('seconds', 0) for v in got.values())), []
 
-# %% ../nbs/14_recipes.ipynb #24c20450
+# %% ../nbs/14_recipes.ipynb #00d795fb
 RECIPES = dict(sweep=recipe_sweep, figure1=recipe_figure1, attacks=recipe_attacks, conversion=recipe_conversion,
                pretraining=recipe_pretraining)
 
@@ -318,3 +318,10 @@ def reproduce(dataset:str, # a key of `REPRODUCTIONS`
         if verbose: print('\n'.join(f"{c['id']}: {c['claim']}: {c['verdict']}" for c in claims), flush=True)
     bar.close()
     return out
+
+# %% ../nbs/14_recipes.ipynb #300a9c2b
+def load_results(folder # a results folder, e.g. results/fashion-mnist
+                ) -> dict: # {recipe: its results file}, for the recipes found there
+    "The results files of a reproduction, by recipe (those that exist)."
+    folder = Path(folder)
+    return {r: load_json(folder/f'{r}.json') for r in RECIPES if (folder/f'{r}.json').is_file()}

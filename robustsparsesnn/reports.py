@@ -7,7 +7,8 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/reports.html.md"""
 
 # %% auto #0
 __all__ = ['amplification', 'where_the_gap_opens', 'sparse_dense_markdown', 'summary_markdown', 'seeds_markdown', 'plot_training',
-           'plot_summary', 'plot_densities', 'plot_sweep', 'sweep_markdown', 'ablation_markdown', 'claims_markdown']
+           'plot_summary', 'plot_densities', 'plot_sweep', 'sweep_markdown', 'ablation_markdown', 'claims_markdown',
+           'cells_markdown', 'plot_cells', 'plot_figure1', 'table1_markdown', 'members_markdown', 'accuracies_markdown']
 
 # %% ../nbs/12_reports.ipynb #0de219bd
 from .core import RunDir
@@ -244,3 +245,91 @@ def claims_markdown(claims:list # the `claims` of one or more results files (eac
         lines.append(f"| {c['id']} | {c['claim']} | {_pct(c['first'])} / {_pct(c['second'])} | {100 * c['difference']:+.1f} "
                      f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {c['n']} | {c['p']:.2g} | {verdict} |")
     return '\n'.join(lines)
+
+# %% ../nbs/12_reports.ipynb #a52c4eb8
+def _ci(a:dict) -> str:
+    "An accuracy of a results file as 'acc [low, high]' in percent."
+    return f"{100 * a['acc']:.1f} [{100 * a['interval'][0]:.1f}, {100 * a['interval'][1]:.1f}]"
+
+def cells_markdown(cells:list, # the `cells` of a sweep's results file
+                   key:str='pgd_ens' # which accuracy: 'clean', 'pgd_ens', 'ann_clean', 'ann_pgd'
+                  ) -> str:
+    "Table B1 for one accuracy: a row per pruning method, a column per sparsity, each cell with its interval; the dense run starts every row."
+    levels = sorted({c['sparsity'] for c in cells})
+    dense = [c for c in cells if c['method'] == 'dense']
+    out = [f"| {key} (n = {cells[0][key]['n']}) | " + ' | '.join(f'{100 * v:g}%' for v in levels) + ' |', '|---|' + '---:|' * len(levels)]
+    for m in dict.fromkeys(c['method'] for c in cells if c['method'] != 'dense'):
+        got = {c['sparsity']: c for c in dense + [c for c in cells if c['method'] == m]}
+        out.append(f'| {m.upper()} | ' + ' | '.join(_ci(got[v][key]) if v in got else '' for v in levels) + ' |')
+    return '\n'.join(out)
+
+def plot_cells(cells:list, # the `cells` of a sweep's results file
+               path=None): # a PNG to write (None: return the figure)
+    "Figure 2: clean and PGD_ens accuracy of the finetuned SNNs against sparsity, one line per method, 95% intervals as bars."
+    import matplotlib.pyplot as plt
+    levels = sorted({c['sparsity'] for c in cells})
+    dense = [c for c in cells if c['method'] == 'dense']
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3), sharey=True)
+    for ax, key, title in zip(axes, ('clean', 'pgd_ens'), ('clean', 'PGD$_{ens}$')):
+        for j, m in enumerate(dict.fromkeys(c['method'] for c in cells if c['method'] != 'dense')):
+            rs = sorted(dense + [c for c in cells if c['method'] == m], key=lambda c: c['sparsity'])
+            xs = [levels.index(c['sparsity']) + 0.06 * (j - 1) for c in rs]
+            ys = [c[key]['acc'] for c in rs]
+            err = [[c[key]['acc'] - c[key]['interval'][0] for c in rs], [c[key]['interval'][1] - c[key]['acc'] for c in rs]]
+            ax.errorbar(xs, ys, yerr=err, fmt='o-', capsize=2, label=m.upper())
+        ax.set_xticks(range(len(levels)), [f'{100 * v:g}%' for v in levels]); ax.set_xlabel('sparsity')
+        ax.set_title(f"SNN, {title} (n = {cells[0][key]['n']})", fontsize=10); ax.grid(alpha=0.3)
+    axes[0].set_ylabel('test accuracy'); axes[0].set_ylim(0, 1); axes[1].legend(fontsize=8); fig.tight_layout()
+    if path is None: return fig
+    fig.savefig(path, dpi=90); plt.close(fig)
+
+# %% ../nbs/12_reports.ipynb #8ecd1642
+def plot_figure1(arms:dict, # the `arms` of a Figure 1 results file: {arm: {history, clean, pgd_ens, ...}}
+                 path=None): # a PNG to write (None: return the figure)
+    "Figure 1: validation accuracy per epoch of each arm (through its training surrogate), and its test accuracy with 95% intervals."
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3))
+    for k, a in arms.items():
+        ep = [h['epoch'] for h in a['history']]
+        axes[0].plot(ep, [h['val_robust'] for h in a['history']], 'o-', label=f'{k}, PGD')
+        axes[0].plot(ep, [h['val_clean'] for h in a['history']], 'o--', alpha=0.5, label=f'{k}, clean')
+    axes[0].set_xlabel('epoch'); axes[0].set_ylabel('validation accuracy'); axes[0].set_ylim(0, 1); axes[0].legend(fontsize=6)
+    axes[0].grid(alpha=0.3)
+    for i, key in enumerate(('clean', 'pgd_ens')):
+        xs = [j + 0.35 * i for j in range(len(arms))]
+        ys = [a[key]['acc'] for a in arms.values()]
+        err = [[a[key]['acc'] - a[key]['interval'][0] for a in arms.values()], [a[key]['interval'][1] - a[key]['acc'] for a in arms.values()]]
+        axes[1].bar(xs, ys, 0.35, yerr=err, capsize=3, label=f"{key} (n = {next(iter(arms.values()))[key]['n']})")
+    axes[1].set_xticks([j + 0.17 for j in range(len(arms))], list(arms), fontsize=8); axes[1].set_ylim(0, 1)
+    axes[1].set_ylabel('test accuracy'); axes[1].legend(fontsize=7); axes[1].grid(axis='y', alpha=0.3); fig.tight_layout()
+    if path is None: return fig
+    fig.savefig(path, dpi=90); plt.close(fig)
+
+def table1_markdown(table1:list # the `table1` of an attacks results file: entries {model, attack, eps_label, queries, acc, interval, n}
+                   ) -> str:
+    "Table 1: robust accuracy (%) of the SNN and its source ANN under every attack, a column per budget, with 95% intervals."
+    labels = list(dict.fromkeys(e['eps_label'] for e in sorted(table1, key=lambda e: e['eps'])))
+    rows = {}
+    for e in table1:
+        name = f"{e['attack']}" + (f" ({e['queries']} q)" if e['queries'] else '')
+        rows.setdefault((e['model'], name), {})[e['eps_label']] = e
+    out = [f"| model | attack (n = {table1[0]['n']}) | " + ' | '.join(labels) + ' |', '|---|---|' + '---:|' * len(labels)]
+    out += [f"| {m.upper()} | {a} | " + ' | '.join(_ci(r[l]) if l in r else '' for l in labels) + ' |' for (m, a), r in rows.items()]
+    return '\n'.join(out)
+
+def members_markdown(members:dict, # {surrogate: accuracy} of FGSM with each member alone
+                     ensemble:dict # the ensemble's accuracy on the same samples
+                    ) -> str:
+    "Table A1: FGSM with each surrogate alone, strongest first, and the ensemble."
+    out = [f"| FGSM with (n = {ensemble['n']}) | robust accuracy (%) |", "|---|---:|", f"| **the ensemble** | **{_ci(ensemble)}** |"]
+    out += [f"| {m} | {_ci(a)} |" for m, a in sorted(members.items(), key=lambda kv: kv[1]['acc'])]
+    return '\n'.join(out)
+
+def accuracies_markdown(rows:dict, # {row label: {column: accuracy dict}}
+                        corner:str='' # the top-left cell
+                       ) -> str:
+    "A table of accuracies with their intervals: Table B3 (rows: iterations), Table B4 (rows: pretraining), the conversion gap (rows: schemes)."
+    cols = list(dict.fromkeys(c for r in rows.values() for c in r))
+    out = [f"| {corner} | " + ' | '.join(cols) + ' |', '|---|' + '---:|' * len(cols)]
+    out += [f"| {k} | " + ' | '.join(_ci(r[c]) if c in r else '' for c in cols) + ' |' for k, r in rows.items()]
+    return '\n'.join(out)
