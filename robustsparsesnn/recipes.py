@@ -10,7 +10,7 @@ __all__ = ['REPRODUCTIONS', 'CONVERSIONS', 'RECIPES', 'accuracy', 'ordering', 'w
            'snn_accuracies', 'sweep_claims', 'recipe_sweep', 'recipe_figure1', 'attack_claims', 'recipe_attacks',
            'recipe_pretraining', 'recipe_conversion', 'reproduce', 'load_results']
 
-# %% ../nbs/14_recipes.ipynb #e3de655e
+# %% ../nbs/14_recipes.ipynb #b3fda380
 import shlex, time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,7 +26,7 @@ from .config import RunConfig, preset_config, derive, config_to_dict
 from .pipeline import (prepare, open_run, check_stages, run_pipeline, sweep, sweep_cell, share_stages,
                                       SWEEP_SPARSITIES, clean_mask)
 
-# %% ../nbs/14_recipes.ipynb #3b6bd6dc
+# %% ../nbs/14_recipes.ipynb #e40e16b9
 def accuracy(bits:torch.Tensor # per-sample bool: right (clean) or robust
             ) -> dict: # {acc, interval, n, bits}
     "An accuracy as a results file keeps it: the fraction, its 95% Wilson interval, n, and the packed per-sample bits."
@@ -64,7 +64,7 @@ def measured(claim:str, # a claim about exactly computed quantities (counts of s
     "A claim about quantities computed exactly on the test images (energy, spikes): holds or fails, with its numbers."
     return dict(claim=claim, verdict='holds' if holds else 'fails', test='computed', **numbers)
 
-# %% ../nbs/14_recipes.ipynb #2084a085
+# %% ../nbs/14_recipes.ipynb #d348146c
 @dataclass(frozen=True)
 class Reproduction:
     "What `rsnn reproduce DATASET` runs: a preset (and its quick twin) and each recipe's choices."
@@ -78,15 +78,16 @@ class Reproduction:
     attacks:tuple=('fgsm_ens', 'pgd_ens', 'apgd-dlr_ens', 'apgd-ce_ens') # Table 1's white-box attacks
     square_queries:tuple=(500, 1000, 5000) # Table 1's Square budgets
     steps:tuple=(7, 10, 20, 40) # Table B3's PGD_ens iterations
+    table1_n:int=None # test images of Table 1 and Table B3, the first of [evaluate] n (None: all n; their attacks cost 5-30 PGD_ens)
     conversion_T:tuple=(8, 16, 32, 64, 128) # simulation lengths of the conversion-gap study
-    pretraining:dict=field(default_factory=lambda: {'eps2-beta2': dict(eps=2/255, beta=2.0), 'eps8-beta6': dict(eps=8/255, beta=6.0)}) # Table B4: [pretrain] variants
+    pretraining:dict=field(default_factory=lambda: {'eps2-beta2': dict(eps=2/255, beta=2.0), 'base': None, 'eps8-beta6': dict(eps=8/255, beta=6.0)}) # Table B4: [pretrain] variants, lightest first (None: the preset's own, the sweep's cell)
     quick_changes:dict=field(default_factory=lambda: dict(sparsities=(0.0, 0.99), cell=('hydra', 0.99), eps=(8/255,), square_queries=(20,),
-                                                         steps=(2, 4), conversion_T=(2, 4))) # what --quick shrinks
+                                                         steps=(2, 4), conversion_T=(2, 4), table1_n=16)) # what --quick shrinks
 
-REPRODUCTIONS = {'fashion-mnist': Reproduction('fashion-mnist-repro', 'fashion-mnist-quick'),
-                 'cifar10-jpeg': Reproduction('cifar10-jpeg-repro', 'cifar10-jpeg-quick')}
+REPRODUCTIONS = {'fashion-mnist': Reproduction('fashion-mnist-repro', 'fashion-mnist-quick', sparsities=(0.0, 0.5, 0.9, 0.99), table1_n=200),
+                 'cifar10-jpeg': Reproduction('cifar10-jpeg-repro', 'cifar10-jpeg-quick', sparsities=(0.0, 0.5, 0.9, 0.99), table1_n=200)}
 
-# %% ../nbs/14_recipes.ipynb #61d648b6
+# %% ../nbs/14_recipes.ipynb #20b4d46c
 def snn_accuracies(run:RunDir, # a finished run
                    eps:float # the headline budget
                   ) -> dict: # {clean, pgd_ens, (worst_case), ann_clean, ann_pgd}: `accuracy` dicts
@@ -118,7 +119,7 @@ def _fork(cfg:RunConfig, path:Path, source:Path, stages:tuple, tick=None) -> Run
     if tick: tick()
     return RunDir(path, lock=False)
 
-# %% ../nbs/14_recipes.ipynb #06dfd0d3
+# %% ../nbs/14_recipes.ipynb #732cb631
 def _cells(cells:list) -> dict: return {(c['method'], c['sparsity']): c for c in cells}
 
 def sweep_claims(cells:list # the `cells` of the sweep's results
@@ -163,7 +164,7 @@ def recipe_sweep(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
     data = dict(cells=cells, pretraining=pre.load_json('ann-history.json'), seconds=_seconds(pre) + sum(x['seconds'] for x in cells))
     return data, sweep_claims(cells)
 
-# %% ../nbs/14_recipes.ipynb #76af6846
+# %% ../nbs/14_recipes.ipynb #fee78f95
 def _cell_path(spec:Reproduction, root:Path) -> Path: return root/'sweep'/f'{spec.cell[0]}-{spec.cell[1]:g}'
 
 def recipe_figure1(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
@@ -180,7 +181,7 @@ def recipe_figure1(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
               for m, what in (('pgd_ens', 'PGD_ens'), ('clean', 'clean accuracy')) for k in ('e2e-random', 'e2e-ann')]
     return dict(arms=data, seconds=sum(d['seconds'] for k, d in data.items() if k != 'conversion')), claims
 
-# %% ../nbs/14_recipes.ipynb #33b4e4b7
+# %% ../nbs/14_recipes.ipynb #a3a662ce
 def attack_claims(table1:list, members:dict, ensemble:dict, steps:dict) -> list:
     "Claims of Table 1 (orderings of the attacks on the SNN at the largest budget), C4 (Table A1) and C5 (Table B3)."
     out, snn = [], [e for e in table1 if e['model'] == 'snn']
@@ -211,6 +212,7 @@ def recipe_attacks(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
     ctx, e = prepare(c), c.evaluate
     ctx.run = RunDir(_cell_path(spec, root), lock=False)
     x, y = ctx.test_set(e.n)
+    m = min(spec.table1_n or e.n, e.n)    # Table 1 and B3 on the first m; Table A1 (one FGSM step per member) on all n
     snn, ann = ctx.model('snn', T=c.convert.T).eval(), ctx.model('sparse_ann').eval()
     f = root/'attacks'/'measured.json'
     got = load_json(f) if f.exists() else {}
@@ -218,7 +220,7 @@ def recipe_attacks(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
         got[k] = v
         if t0 is not None: got['seconds'] = got.get('seconds', 0) + time.time() - t0   # of the measurements after Table 1's
         save_json(f, got)
-    rep = evaluation_report(snn, x, y, ann=ann, eps=spec.eps, attacks=spec.attacks, square_queries=spec.square_queries,
+    rep = evaluation_report(snn, x[:m], y[:m], ann=ann, eps=spec.eps, attacks=spec.attacks, square_queries=spec.square_queries,
                             pgd_steps=e.pgd_steps, apgd_steps=e.apgd_steps, assg_steps=e.assg_steps, ann_square=False,
                             batch_size=e.batch_size, seed=c.run.seed, done=got.get('entries'),
                             on_entry=lambda k, entry, entries: keep('entries', entries), desc='Table 1')
@@ -226,35 +228,39 @@ def recipe_attacks(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
                    **accuracy(unpack_mask(en['robust_bits'], en['n']))) for en in rep['entries'].values()]
     tick()
     members = got.get('members', {})
-    for m in progress(EnsembleAttack('fgsm').members, desc='Table A1'):
-        if m not in members:
-            t0, atk = time.time(), EnsembleAttack('fgsm', members=(m,), eps=e.metric_eps, seed=c.run.seed)
-            members[m] = accuracy(_batched_mask(snn, atk, x, y, e.batch_size)); keep('members', members, t0)
+    for member in progress(EnsembleAttack('fgsm').members, desc='Table A1'):
+        if member not in members:
+            t0, atk = time.time(), EnsembleAttack('fgsm', members=(member,), eps=e.metric_eps, seed=c.run.seed)
+            members[member] = accuracy(_batched_mask(snn, atk, x, y, e.batch_size)); keep('members', members, t0)
     ensemble = accuracy(torch.stack([_bits(v) for v in members.values()]).all(0))   # robust only if every member fails
     steps = got.get('steps', {})
     for k in progress(spec.steps, desc='Table B3'):
         if str(k) not in steps:
             t0, atk = time.time(), EnsembleAttack('pgd', eps=e.metric_eps, steps=k, seed=c.run.seed)
-            steps[str(k)] = accuracy(_batched_mask(snn, atk, x, y, e.batch_size)); keep('steps', steps, t0)
+            steps[str(k)] = accuracy(_batched_mask(snn, atk, x[:m], y[:m], e.batch_size)); keep('steps', steps, t0)
     tick()
-    data = dict(clean=accuracy(unpack_mask(rep['correct_bits'], e.n)), table1=table1, fgsm_members=members, fgsm_ensemble=ensemble,
+    data = dict(clean=accuracy(unpack_mask(rep['correct_bits'], m)), table1=table1, fgsm_members=members, fgsm_ensemble=ensemble,
                 pgd_ens_steps=steps, seconds=round(sum(en['seconds'] for en in rep['entries'].values()) + got.get('seconds', 0)))
     return data, attack_claims(table1, members, ensemble, steps)
 
-# %% ../nbs/14_recipes.ipynb #35bb9097
+# %% ../nbs/14_recipes.ipynb #011be6f8
 def recipe_pretraining(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
-    "Table B4: one whole run per [pretrain] variant, pruned to the sweep cell's method and sparsity."
+    "Table B4: one whole run per [pretrain] variant, pruned to the sweep cell's method and sparsity (the preset's own is the sweep's cell)."
     variants, eps = {}, cfg.evaluate.metric_eps
     for name, changes in spec.pretraining.items():
-        c = derive(sweep_cell(cfg, *spec.cell), dict(pretrain=changes), f'{cfg.run.name}-{name}')
-        run = run_pipeline(c, root/'pretraining'/name, verbose=False); tick()
-        variants[name] = dict(pretrain=changes, seconds=_seconds(run), **snn_accuracies(run, eps))
+        if changes is None: run = RunDir(_cell_path(spec, root), lock=False)    # the preset's own pretraining: the sweep's cell
+        else:
+            c = derive(sweep_cell(cfg, *spec.cell), dict(pretrain=changes), f'{cfg.run.name}-{name}')
+            run = run_pipeline(c, root/'pretraining'/name, verbose=False); tick()
+        pre = run.load_json('manifest.json')['config']['pretrain']
+        variants[name] = dict(pretrain=dict(eps=pre['eps'], beta=pre['beta']), seconds=_seconds(run) if changes else 0,
+                              **snn_accuracies(run, eps))
     (lo, a), (hi, b) = list(variants.items())[0], list(variants.items())[-1]
     claims = [dict(id='C6', **ordering(f"pretraining {hi} gives a more robust SNN (PGD_ens) than {lo}", b['pgd_ens'], a['pgd_ens'])),
               dict(id='C6', **ordering(f"and pretraining {lo} a more accurate one (clean)", a['clean'], b['clean']))]
     return dict(variants=variants, seconds=sum(v['seconds'] for v in variants.values())), claims
 
-# %% ../nbs/14_recipes.ipynb #c9b05d2a
+# %% ../nbs/14_recipes.ipynb #becc54df
 CONVERSIONS = {'paper': dict(bn_stats='spiking', lam=0.3, reset='hard'),     # Algorithm 1 as published
                'paper, lambda 1': dict(bn_stats='spiking', lam=1.0, reset='hard'),
                'soft reset': dict(bn_stats='spiking', lam=1.0, reset='soft'),
@@ -284,14 +290,14 @@ def recipe_conversion(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tupl
     ann = accuracy(clean_mask(ctx.model('sparse_ann').eval(), x, y))
     return dict(sparse_ann=ann, converted=list(got.values()), seconds=sum(v.get('seconds', 0) for v in got.values())), []
 
-# %% ../nbs/14_recipes.ipynb #00d795fb
+# %% ../nbs/14_recipes.ipynb #4a427796
 RECIPES = dict(sweep=recipe_sweep, figure1=recipe_figure1, attacks=recipe_attacks, conversion=recipe_conversion,
                pretraining=recipe_pretraining)
 
 def _units(spec:Reproduction, recipes) -> int:
     "The progress bar's steps: one per run or measurement."
     n = dict(sweep=1 + len(spec.methods) * len([s for s in spec.sparsities if s]), figure1=2, attacks=2, conversion=1,
-             pretraining=len(spec.pretraining))
+             pretraining=sum(v is not None for v in spec.pretraining.values()))
     return sum(n[r] for r in recipes)
 
 def reproduce(dataset:str, # a key of `REPRODUCTIONS`
@@ -319,7 +325,7 @@ def reproduce(dataset:str, # a key of `REPRODUCTIONS`
     bar.close()
     return out
 
-# %% ../nbs/14_recipes.ipynb #300a9c2b
+# %% ../nbs/14_recipes.ipynb #07fe1b31
 def load_results(folder # a results folder, e.g. results/fashion-mnist
                 ) -> dict: # {recipe: its results file}, for the recipes found there
     "The results files of a reproduction, by recipe (those that exist)."
