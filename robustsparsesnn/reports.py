@@ -8,7 +8,8 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/reports.html.md"""
 # %% auto #0
 __all__ = ['amplification', 'where_the_gap_opens', 'sparse_dense_markdown', 'summary_markdown', 'seeds_markdown', 'plot_training',
            'plot_summary', 'plot_densities', 'plot_sweep', 'sweep_markdown', 'ablation_markdown', 'claims_markdown',
-           'cells_markdown', 'plot_cells', 'plot_figure1', 'table1_markdown', 'members_markdown', 'accuracies_markdown']
+           'claims_table', 'cells_markdown', 'plot_cells', 'plot_figure1', 'table1_markdown', 'members_markdown',
+           'accuracies_markdown']
 
 # %% ../nbs/12_reports.ipynb #0de219bd
 from .core import RunDir
@@ -245,6 +246,23 @@ def claims_markdown(claims:list # the `claims` of one or more results files (eac
         lines.append(f"| {c['id']} | {c['claim']} | {_pct(c['first'])} / {_pct(c['second'])} | {100 * c['difference']:+.1f} "
                      f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {c['n']} | {c['p']:.2g} | {verdict} |")
     return '\n'.join(lines)
+
+# %% ../nbs/12_reports.ipynb #3a91c17d
+def _claim_cell(c:dict) -> str:
+    v = f"**{c['verdict']}**" if c['verdict'] != 'not resolved at this n' else c['verdict']
+    if c['test'] == 'computed': return v
+    lo, hi = c['interval']
+    return f"{_pct(c['first'])} vs {_pct(c['second'])}: {100 * c['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], n = {c['n']}, {v}"
+
+def claims_table(claims:dict # {data set title: its claims (from its results files)}
+                ) -> str:
+    "The README's results table: a row per claim, a column per data set, each cell the paired difference with its 95% interval, n and verdict."
+    rows = {}
+    for title, cs in claims.items():
+        for c in cs: rows.setdefault((c['id'], c['claim']), {})[title] = _claim_cell(c)
+    out = ["| | claim (A vs B) | " + ' | '.join(claims) + ' |', '|---|---|' + '---|' * len(claims)]
+    out += [f"| {i} | {text} | " + ' | '.join(r.get(t, '') for t in claims) + ' |' for (i, text), r in rows.items()]
+    return '\n'.join(out)
 
 # %% ../nbs/12_reports.ipynb #a52c4eb8
 def _ci(a:dict) -> str:
