@@ -12,14 +12,15 @@ __all__ = ['user_error', 'main']
 import argparse, errno, json, os, sys, tempfile, time, traceback
 from pathlib import Path
 
-from .core import RunInUseError, keep_freed_memory
+from .core import RunInUseError, keep_freed_memory, check_int
 from .pruning import METHODS
 from .conversion import diagnostics_table
 from .evaluation import ATTACK_SUITES
 from .config import ConfigError, PRESETS, config_toml, load_config, parse_number, preset_config, with_seed
 from .reports import ablation_markdown, sweep_markdown
 from . import pipeline
-from .recipes import RECIPES, REPRODUCTIONS, reproduce
+from .recipes import RECIPES, REPRODUCTIONS, reproduce, attack_budget, square_only
+from .reports import _ci
 from .pipeline import (STAGES, SWEEP_SPARSITIES, ABLATIONS, ablate, check_stages, diagnose, evaluate_saved, open_run,
                                       prepare, rebuild_report, run_pipeline, run_stage, sweep, _is_saved_snn)
 
@@ -75,6 +76,13 @@ def _parser():
     q.add_argument('--root', help='the folder of the runs (default: runs/reproduce-DATASET[-quick])')
     q.add_argument('--results', help='the folder of the results files (default: results/DATASET; with --quick: ROOT/results)')
     q.add_argument('--recipes', nargs='+', default=list(RECIPES), help=f"which recipes, in order (default: {' '.join(RECIPES)})")
+    ab = sub.add_parser('attack-budget', help="every attack on a finished run's sparse SNN, the gradient ones at PGD_ens's budget")
+    ab.add_argument('run', help='a finished run directory'); ab.add_argument('--n', type=int, default=500, help='test images (default 500)')
+    ab.add_argument('--out', required=True, help='the results JSON, e.g. results/fashion-mnist/demo_attack_budget.json')
+    so = sub.add_parser('square-only', help='why the gradient attacks miss the samples that only Square breaks')
+    so.add_argument('run', help='a finished run directory')
+    so.add_argument('--eval', required=True, help="an evaluation of its sparse SNN with Square (`rsnn evaluate`'s JSON)")
+    so.add_argument('--out', required=True, help='the results JSON')
     c = sub.add_parser('config', help='print a preset configuration as TOML')
     c.add_argument('preset', nargs='?', default='demo', help=f"one of {', '.join(PRESETS)}")
     return p
@@ -101,6 +109,12 @@ def _main(a):
     elif a.command == 'reproduce':
         out = reproduce(a.dataset, a.quick, a.root, a.results, tuple(a.recipes))
         print(f"results: {', '.join(sorted(out))} in {a.results or ('the root' if a.quick else 'results/' + a.dataset)}")
+    elif a.command == 'attack-budget':
+        r = attack_budget(a.run, check_int('--n', a.n, 1), out=a.out)
+        print(f"worst case {_ci(r['worst_case'])} (n = {r['n']}); written to {a.out}")
+    elif a.command == 'square-only':
+        r = square_only(a.run, a.eval, out=a.out)
+        print(f"{len(r['only_square'])} of {r['white_box_survivors']} white-box survivors only Square breaks; written to {a.out}")
     elif a.command == 'report':
         rebuild_report(a.run)
         print(f"report: {Path(a.run)/'report.md'}")

@@ -8,25 +8,29 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/recipes.html.md"""
 # %% auto #0
 __all__ = ['REPRODUCTIONS', 'CONVERSIONS', 'RECIPES', 'accuracy', 'ordering', 'within', 'measured', 'Reproduction',
            'snn_accuracies', 'sweep_claims', 'recipe_sweep', 'recipe_figure1', 'attack_claims', 'recipe_attacks',
-           'recipe_pretraining', 'recipe_conversion', 'reproduce', 'load_results']
+           'recipe_pretraining', 'recipe_conversion', 'reproduce', 'load_results', 'attack_budget', 'square_only']
 
-# %% ../nbs/14_recipes.ipynb #b3fda380
+# %% ../nbs/14_recipes.ipynb #52575d1c
 import shlex, time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from .core import check_choice, RunDir, save_json, load_json, progress, package_versions, git_commit, seed_everything
 from .pruning import METHODS
-from .evaluation import (EnsembleAttack, evaluation_report, paired_difference, wilson, pack_mask, unpack_mask,
-                                        eps_label, _batched_mask)
+from .neurons import ASSG
+from .attacks import make_attack, loss_grad, margin_loss
+from .evaluation import (EnsembleAttack, ASSGAttack, TransferAttack, PassCounter, evaluation_report, paired_difference,
+                                        mcnemar, wilson, pack_mask, unpack_mask, eps_label, exact_logits, robust_mask, using_mode,
+                                        exact_mode, _batched_mask)
 from .conversion import convert, calibration_batches, estimate_bn_stats
-from .config import RunConfig, preset_config, derive, config_to_dict
-from .pipeline import (prepare, open_run, check_stages, run_pipeline, sweep, sweep_cell, share_stages,
+from .config import RunConfig, preset_config, derive, config_to_dict, load_config
+from .pipeline import (Context, prepare, open_run, check_stages, run_pipeline, sweep, sweep_cell, share_stages,
                                       SWEEP_SPARSITIES, clean_mask)
 
-# %% ../nbs/14_recipes.ipynb #e40e16b9
+# %% ../nbs/14_recipes.ipynb #03a0f814
 def accuracy(bits:torch.Tensor # per-sample bool: right (clean) or robust
             ) -> dict: # {acc, interval, n, bits}
     "An accuracy as a results file keeps it: the fraction, its 95% Wilson interval, n, and the packed per-sample bits."
@@ -64,7 +68,7 @@ def measured(claim:str, # a claim about exactly computed quantities (counts of s
     "A claim about quantities computed exactly on the test images (energy, spikes): holds or fails, with its numbers."
     return dict(claim=claim, verdict='holds' if holds else 'fails', test='computed', **numbers)
 
-# %% ../nbs/14_recipes.ipynb #d348146c
+# %% ../nbs/14_recipes.ipynb #3e4f5d81
 @dataclass(frozen=True)
 class Reproduction:
     "What `rsnn reproduce DATASET` runs: a preset (and its quick twin) and each recipe's choices."
@@ -87,7 +91,7 @@ class Reproduction:
 REPRODUCTIONS = {'fashion-mnist': Reproduction('fashion-mnist-repro', 'fashion-mnist-quick', sparsities=(0.0, 0.5, 0.9, 0.99), table1_n=200),
                  'cifar10-jpeg': Reproduction('cifar10-jpeg-repro', 'cifar10-jpeg-quick', sparsities=(0.0, 0.5, 0.9, 0.99), table1_n=200)}
 
-# %% ../nbs/14_recipes.ipynb #20b4d46c
+# %% ../nbs/14_recipes.ipynb #72345f70
 def snn_accuracies(run:RunDir, # a finished run
                    eps:float # the headline budget
                   ) -> dict: # {clean, pgd_ens, (worst_case), ann_clean, ann_pgd}: `accuracy` dicts
@@ -119,7 +123,7 @@ def _fork(cfg:RunConfig, path:Path, source:Path, stages:tuple, tick=None) -> Run
     if tick: tick()
     return RunDir(path, lock=False)
 
-# %% ../nbs/14_recipes.ipynb #732cb631
+# %% ../nbs/14_recipes.ipynb #84fef3f1
 def _cells(cells:list) -> dict: return {(c['method'], c['sparsity']): c for c in cells}
 
 def sweep_claims(cells:list # the `cells` of the sweep's results
@@ -164,7 +168,7 @@ def recipe_sweep(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
     data = dict(cells=cells, pretraining=pre.load_json('ann-history.json'), seconds=_seconds(pre) + sum(x['seconds'] for x in cells))
     return data, sweep_claims(cells)
 
-# %% ../nbs/14_recipes.ipynb #fee78f95
+# %% ../nbs/14_recipes.ipynb #9f552957
 def _cell_path(spec:Reproduction, root:Path) -> Path: return root/'sweep'/f'{spec.cell[0]}-{spec.cell[1]:g}'
 
 def recipe_figure1(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
@@ -181,7 +185,7 @@ def recipe_figure1(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
               for m, what in (('pgd_ens', 'PGD_ens'), ('clean', 'clean accuracy')) for k in ('e2e-random', 'e2e-ann')]
     return dict(arms=data, seconds=sum(d['seconds'] for k, d in data.items() if k != 'conversion')), claims
 
-# %% ../nbs/14_recipes.ipynb #a3a662ce
+# %% ../nbs/14_recipes.ipynb #e3189635
 def attack_claims(table1:list, members:dict, ensemble:dict, steps:dict) -> list:
     "Claims of Table 1 (orderings of the attacks on the SNN at the largest budget), C4 (Table A1) and C5 (Table B3)."
     out, snn = [], [e for e in table1 if e['model'] == 'snn']
@@ -243,7 +247,7 @@ def recipe_attacks(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
                 pgd_ens_steps=steps, seconds=round(sum(en['seconds'] for en in rep['entries'].values()) + got.get('seconds', 0)))
     return data, attack_claims(table1, members, ensemble, steps)
 
-# %% ../nbs/14_recipes.ipynb #011be6f8
+# %% ../nbs/14_recipes.ipynb #78997033
 def recipe_pretraining(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
     "Table B4: one whole run per [pretrain] variant, pruned to the sweep cell's method and sparsity (the preset's own is the sweep's cell)."
     variants, eps = {}, cfg.evaluate.metric_eps
@@ -260,7 +264,7 @@ def recipe_pretraining(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tup
               dict(id='C6', **ordering(f"and pretraining {lo} a more accurate one (clean)", a['clean'], b['clean']))]
     return dict(variants=variants, seconds=sum(v['seconds'] for v in variants.values())), claims
 
-# %% ../nbs/14_recipes.ipynb #becc54df
+# %% ../nbs/14_recipes.ipynb #710aec37
 CONVERSIONS = {'paper': dict(bn_stats='spiking', lam=0.3, reset='hard'),     # Algorithm 1 as published
                'paper, lambda 1': dict(bn_stats='spiking', lam=1.0, reset='hard'),
                'soft reset': dict(bn_stats='spiking', lam=1.0, reset='soft'),
@@ -290,7 +294,7 @@ def recipe_conversion(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tupl
     ann = accuracy(clean_mask(ctx.model('sparse_ann').eval(), x, y))
     return dict(sparse_ann=ann, converted=list(got.values()), seconds=sum(v.get('seconds', 0) for v in got.values())), []
 
-# %% ../nbs/14_recipes.ipynb #4a427796
+# %% ../nbs/14_recipes.ipynb #221f9925
 RECIPES = dict(sweep=recipe_sweep, figure1=recipe_figure1, attacks=recipe_attacks, conversion=recipe_conversion,
                pretraining=recipe_pretraining)
 
@@ -325,9 +329,104 @@ def reproduce(dataset:str, # a key of `REPRODUCTIONS`
     bar.close()
     return out
 
-# %% ../nbs/14_recipes.ipynb #07fe1b31
+# %% ../nbs/14_recipes.ipynb #d9041db2
 def load_results(folder # a results folder, e.g. results/fashion-mnist
                 ) -> dict: # {recipe: its results file}, for the recipes found there
     "The results files of a reproduction, by recipe (those that exist)."
     folder = Path(folder)
     return {r: load_json(folder/f'{r}.json') for r in RECIPES if (folder/f'{r}.json').is_file()}
+
+# %% ../nbs/14_recipes.ipynb #a37d6879
+def _finished_run(run_dir) -> tuple:
+    "The configuration and a context (its run directory read only) of a finished run."
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir/'config.toml')
+    ctx = Context(cfg); ctx.run = RunDir(run_dir, lock=False)
+    return cfg, ctx
+
+def _measure(name, snn, attack, x, y, batch_size=100):
+    c = PassCounter(snn)
+    t = time.perf_counter()
+    rob = _batched_mask(c, attack, x, y, batch_size)
+    return dict(attack=name, seconds=round(time.perf_counter() - t, 1), **c.counts(), **accuracy(rob)), rob
+
+def attack_budget(run_dir, # a finished run
+                  n:int=500, # its first n test images
+                  eps:float=8/255, # the budget
+                  seed:int=0, # every attack's seed
+                  out=None # the results JSON to write (None: none)
+                 ) -> dict:
+    "`rsnn attack-budget RUN`: every attack on the run's sparse SNN, the gradient ones at PGD_ens's backward budget; the worst case and every pair, paired."
+    cfg, ctx = _finished_run(run_dir)
+    snn, ann = ctx.model('snn', T=cfg.convert.T).eval(), ctx.model('sparse_ann').eval()
+    x, y = ctx.test_set(n)
+    correct = int((exact_logits(snn, x).argmax(1) == y).sum())
+    rows, masks = [], {}
+    r, masks['PGD_ens'] = _measure('PGD_ens', snn, EnsembleAttack('pgd', eps=eps, steps=10, seed=seed), x, y); rows.append(r)
+    k = max(1, round(r['backward_samples'] / max(correct, 1)) - 1)      # k + 1 backward passes per clean-correct sample
+    for name, atk in ((f'PGD + ASSG ({k} steps)', ASSGAttack('pgd', eps=eps, steps=k, seed=seed)),
+                      (f'SA-PGD, pwl:1 ({k} steps)', make_attack('sa-pgd', eps=eps, steps=k, seed=seed)),
+                      (f'ASSG + SA-PGD ({k} steps)', ASSGAttack('sa-pgd', eps=eps, steps=k, seed=seed)),
+                      ('Transfer (ANN, APGD-CE 50)', TransferAttack(ann, 'apgd-ce', eps=eps, steps=50, seed=seed)),
+                      ('Square (1000 q)', make_attack('square', eps=eps, n_queries=1000, seed=seed))):
+        r, masks[name] = _measure(name, snn, atk, x, y); rows.append(r)
+    worst = torch.stack(list(masks.values())).all(0)
+    only = {a: int((torch.stack([m for b, m in masks.items() if b != a]).all(0) & ~m).sum()) for a, m in masks.items()}
+    white, sq = torch.stack([m for b, m in masks.items() if not b.startswith('Square')]).all(0), masks['Square (1000 q)']
+    gap = dict(white_box_union=int(white.sum()) / n, only_square=int((white & ~sq).sum()), only_white_box=int((sq & ~white).sum()))
+    gap['p'] = mcnemar(gap['only_square'], gap['only_white_box'])
+    names = list(masks)
+    pairs = [dict(first=f, second=g, only_first_broke=int((masks[g] & ~masks[f]).sum()), only_second_broke=int((masks[f] & ~masks[g]).sum()))
+             for i, f in enumerate(names) for g in names[i + 1:]]
+    for q in pairs: q['p'] = mcnemar(q['only_first_broke'], q['only_second_broke'])
+    res = dict(command=shlex.join(['rsnn', 'attack-budget', f'runs/{Path(run_dir).name}', '--n', str(n)]), commit=git_commit(),
+               run=Path(run_dir).name, checkpoint='snn.safetensors', n=n, clean=correct / n, eps=eps, seed=seed, steps_at_equal_budget=k,
+               attacks=rows, worst_case=dict(broken_only_by=only, square_vs_white_box=gap, **accuracy(worst)), paired=pairs)
+    if out is not None: save_json(out, res)
+    return res
+
+# %% ../nbs/14_recipes.ipynb #31fdcef7
+def _only_square(report:dict, eps_lab:str) -> tuple:
+    "The samples that survived every white-box attack of an evaluation report but not Square, and the white-box survivors."
+    n = report['settings']['n']
+    ents = [e for e in report['entries'].values() if e['model'] == 'snn' and e['eps_label'] == eps_lab]
+    white = unpack_mask(report['correct_bits'], n)
+    for e in ents:
+        if e['attack'] != 'Square': white &= unpack_mask(e['robust_bits'], n)
+    square = next(unpack_mask(e['robust_bits'], n) for e in ents if e['attack'] == 'Square')
+    return (white & ~square).nonzero()[:, 0], white
+
+def _margins_along(snn, x, xs, y, steps:int=21) -> torch.Tensor:
+    "The exact margin z_y - max other at x + t (xs - x), t from 0 to 1 (a row per sample)."
+    return torch.stack([-margin_loss(exact_logits(snn, x + t * (xs - x)), y) for t in torch.linspace(0, 1, steps)], 1)
+
+def square_only(run_dir, # a finished run
+                evaluation, # an evaluation of its sparse SNN with Square: a JSON of `rsnn evaluate`, or the run's evaluation.json
+                eps:float=8/255, # the budget of that evaluation to look at
+                out=None # the results JSON to write (None: none)
+               ) -> dict:
+    "`rsnn square-only RUN --eval FILE`: why the gradient attacks miss the samples only Square breaks."
+    cfg, ctx = _finished_run(run_dir)
+    snn = ctx.model('snn', T=cfg.convert.T).eval()
+    ev = load_json(evaluation)
+    rep = ev['report'] if 'report' in ev else ev['sparse']
+    idx, white = _only_square(rep, eps_label(eps))
+    x, y = ctx.test_set(rep['settings']['n'])
+    res = dict(command=shlex.join(['rsnn', 'square-only', f'runs/{Path(run_dir).name}', '--eval', Path(evaluation).name]),
+               commit=git_commit(), n=rep['settings']['n'], white_box_survivors=int(white.sum()), only_square=idx.tolist())
+    if len(idx):
+        xo, yo = x[idx], y[idx]
+        xs = make_attack('square', eps=eps, n_queries=rep['settings']['square_queries'][0], seed=rep['settings']['seed'])(snn, xo, yo)
+        path = _margins_along(snn, xo, xs, yo)
+        tries = {'ASSG + SA-PGD, 200 it': ASSGAttack('sa-pgd', eps=eps, steps=200), 'ASSG + SA-PGD, 1000 it': ASSGAttack('sa-pgd', eps=eps, steps=1000),
+                 'ASSG (triangle) + SA-PGD, 200 it': ASSGAttack('sa-pgd', eps=eps, steps=200, assg=ASSG('pwl')),
+                 'ASSG (rectangle) + SA-PGD, 200 it': ASSGAttack('sa-pgd', eps=eps, steps=200, assg=ASSG('rect')),
+                 'SA-PGD, pwl:1, 200 it': make_attack('sa-pgd', eps=eps, steps=200)}
+        with using_mode(snn, exact_mode(snn)): _, g, _ = loss_grad(snn, xo, yo, lambda z, t, r: F.cross_entropy(z, t, reduction='none'))
+        res.update(square_again_fools=int((exact_logits(snn, xs).argmax(1) != yo).sum()), margin_clean=path[:, 0].tolist(),
+                   margin_at_square=path[:, -1].tolist(), margin_path=[[round(v, 4) for v in r] for r in path.tolist()],
+                   other_attacks_broke={k: int((~robust_mask(snn, atk, xo, yo)).sum()) for k, atk in tries.items()},
+                   grad_norm=g.flatten(1).norm(dim=1).tolist(), grad_zero_fraction=(g.flatten(1) == 0).float().mean(1).tolist(),
+                   cos_grad_square=F.cosine_similarity(g.flatten(1), (xs - xo).flatten(1), dim=1).tolist())
+    if out is not None: save_json(out, res)
+    return res
