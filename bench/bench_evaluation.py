@@ -21,7 +21,8 @@ from robustsparsesnn.neurons import spiking_neurons
 def setup(args):
     run = Path(args.run) if args.run else None
     if run is not None and (run/'snn.safetensors').exists():
-        from robustsparsesnn.pipeline import load_config, Context
+        from robustsparsesnn.config import load_config
+        from robustsparsesnn.pipeline import Context
         from robustsparsesnn.core import RunDir
         cfg = load_config(run/'config.toml')
         ctx = Context(cfg); ctx.run = RunDir(run, lock=False)

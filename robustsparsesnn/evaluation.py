@@ -870,7 +870,7 @@ def plot_evaluation(ev:dict # `evaluate_snn(...)` (or its JSON: what `rsnn evalu
     fig.tight_layout()
     return fig
 
-def attacks_markdown(results:dict # {column title: a results file of `scripts/attack_budget.py`}
+def attacks_markdown(results:dict # {column title: a results file of `recipes.attack_budget`}
                     ) -> str:
     "One row per attack, one column per SNN: robust accuracy (%) with its 95% interval; the worst case and the Square gap last."
     cols = list(results)
