@@ -8,7 +8,7 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/evaluation.html.md"""
 __all__ = ['ENSEMBLE_ATTACKS', 'SNN_ATTACKS', 'ANN_ATTACKS', 'ATTACK_SUITES', 'model_T', 'check_snn', 'check_member',
            'exact_mode', 'using_mode', 'exact_logits', 'MemberView', 'EnsembleResult', 'EnsembleAttack', 'PassCounter',
            'ASSGAttack', 'TransferAttack', 'check_eval_attack', 'eval_attack', 'robust_mask', 'wilson', 'mcnemar',
-           'paired_difference', 'pack_mask', 'unpack_mask', 'eps_label', 'at_T', 'check_report_settings',
+           'paired_difference', 'pack_mask', 'unpack_mask', 'accuracy', 'eps_label', 'at_T', 'check_report_settings',
            'evaluation_report', 'worst_case', 'report_markdown', 'worst_case_markdown', 'sanity_checks',
            'sanity_markdown', 'gradient_diagnostics', 'diagnostics_markdown', 'evaluate_snn', 'plot_evaluation',
            'attacks_markdown']
@@ -370,6 +370,13 @@ def pack_mask(mask:Tensor) -> str:
 def unpack_mask(bits:str, n:int) -> Tensor:
     "Inverse of `pack_mask` for a vector of length n."
     return torch.from_numpy(np.unpackbits(np.frombuffer(bytes.fromhex(bits), np.uint8))[:n].astype(bool))
+
+def accuracy(bits:Tensor # per-sample bool: right (clean) or robust
+            ) -> dict: # {acc, interval, n, bits}
+    "An accuracy as a results file keeps it: the fraction, its 95% Wilson interval, n, and the packed per-sample bits."
+    k, n = int(bits.sum()), len(bits)
+    return dict(acc=k / n, interval=list(wilson(k, n)), n=n, bits=pack_mask(bits))
+
 
 # %% ../nbs/09_evaluation.ipynb #a926bceb
 def eps_label(eps:float) -> str:

@@ -28,7 +28,8 @@ from .pruning import METHODS, prune, sparsity_table, global_sparsity
 from .conversion import convert, conversion_diagnostics, plot_conversion_diagnostics
 from .snn_finetune import finetune, e2e_snn
 from .evaluation import (evaluation_report, report_markdown, eval_attack, exact_logits, eps_label, evaluate_snn,
-                                        ATTACK_SUITES, paired_difference, unpack_mask, _batched_mask, EnsembleAttack, wilson, pack_mask)
+                                        ATTACK_SUITES, paired_difference, unpack_mask, _batched_mask, EnsembleAttack, wilson, pack_mask,
+                                        accuracy)
 from .attacks import make_attack
 from .energy import energy_report, relative_energy, table3, plot_spike_rates, EnergyReport
 from .config import (ConfigError, RunConfig, ARCHS, config_from_dict, config_to_dict, config_toml, check_config,
@@ -182,10 +183,6 @@ def clean_mask(model, x, y, batch_size:int=250) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([exact_logits(model, x[i:i + batch_size]).argmax(1) == y[i:i + batch_size] for i in range(0, len(x), batch_size)])
 
-def _clean_entry(mask:torch.Tensor) -> dict:
-    k, n = int(mask.sum()), len(mask)
-    return dict(acc=k / n, interval=list(wilson(k, n)), n=n, bits=pack_mask(mask))
-
 def sparse_vs_dense(sparse:dict, # the sparse SNN's `evaluation_report`
                     dense:dict, # the dense SNN's, on the same samples
                     eps_lab:str, # the budget of the comparison ('8/255')
@@ -215,7 +212,7 @@ def _evaluate_track(ctx:Context, which:str) -> dict:
                             square_on=e.square_on, cascade=e.cascade, batch_size=e.batch_size,
                             done=ctx.run.load_json(part) if ctx.run.file(part).exists() else None,
                             on_entry=lambda k, entry, entries: ctx.run.save_json(part, entries), desc=f'evaluation ({which} SNN)')
-    return dict(report=rep, clean=dict(snn=_clean_entry(clean_mask(snn, x, y)), ann=_clean_entry(clean_mask(ann, x, y))),
+    return dict(report=rep, clean=dict(snn=accuracy(clean_mask(snn, x, y)), ann=accuracy(clean_mask(ann, x, y))),
                 ann_pgd=_ann_pgd(ann, x[:e.n], y[:e.n], e.metric_eps, e.pgd_steps, e.batch_size) if which == 'dense' else None,
                 diagnostics=_diagnostics_track(ctx, which, x[:min(DIAGNOSTICS_N, e.n)], y[:min(DIAGNOSTICS_N, e.n)]))
 

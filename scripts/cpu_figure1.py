@@ -28,20 +28,7 @@ from robustsparsesnn.data import get_loaders
 from robustsparsesnn.layers import prunable_layers
 from robustsparsesnn.models import vgg11
 from robustsparsesnn.training import fit, evaluate
-from dataclasses import replace
-from robustsparsesnn.training import TrainConfig
-
-# the CPU-sized settings these results were made with (the package keeps only the paper's as constants)
-CPU = dict(cpu_ann=TrainConfig(objective='trades', eps=8/255, beta=2.0, attack='pgd-kl', attack_steps=3, epochs=6, lr=0.05,
-                               weight_decay=5e-4, eval_n=500),
-           cpu_standard=TrainConfig(objective='standard', eps=8/255, epochs=6, lr=0.05, weight_decay=5e-4, eval_n=500, select='clean'),
-           snn_cpu=TrainConfig(objective='trades', eps=8/255, beta=2.0, attack='rfgsm-kl', epochs=3, lr=1e-3, momentum=0.9,
-                               weight_decay=1e-4, schedule='cosine', eval_eps=8/255, eval_steps=5, eval_n=200),
-           e2e_cpu=TrainConfig(objective='trades', eps=8/255, beta=2.0, attack='rfgsm-kl', epochs=3, lr=0.05, momentum=0.9,
-                               weight_decay=1e-4, schedule='cosine', eval_eps=8/255, eval_steps=5, eval_n=200))
-
-def preset(name, **changes): return replace(CPU[name], **changes)
-snn_preset = preset
+from cpu_preset_ann import preset, snn_preset   # the CPU-sized settings these results were made with (same folder)
 from robustsparsesnn.conversion import convert, calibration_batches, estimate_bn_stats
 from robustsparsesnn.snn_finetune import finetune, e2e_snn, zero_set_matches, snn_health
 from robustsparsesnn.evaluation import EnsembleAttack
