@@ -348,7 +348,7 @@ PRESETS['demo-uniform'] = derive(PRESETS['demo'], dict(prune=dict(dense_first=Fa
 # core), SNN finetuning on 2,000 images; clean accuracy and PGD_ens on 1,000 test images (a 5-point difference resolved)
 PRESETS['fashion-mnist-repro'] = derive(CPU_RECIPE, dict(
     data=dict(n_train_snn=2000), convert=dict(T=4), snn_finetune=dict(lr=3e-3, eval_n=100),
-    evaluate=dict(n=1000, n_clean=1000, attacks=['pgd_ens'], square_queries=[], apgd_steps=20, cascade=False, batch_size=50),
+    evaluate=dict(n=1000, n_clean=1000, attacks=['pgd_ens'], square_queries=[], apgd_steps=20, cascade=False, batch_size=200),
     energy=dict(n=200)), 'fashion-mnist-repro')
 # CIFAR-10 (JPEG): every training image, and pretraining long enough for the dense SNN to be worth judging
 PRESETS['cifar10-jpeg-repro'] = derive(PRESETS['fashion-mnist-repro'], dict(
