@@ -52,7 +52,8 @@ export: setup  ## notebooks -> package, then strip notebook metadata
 bench: setup  ## print the benchmarks' numbers
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-readme: setup  ## README.md from nbs/index.ipynb (nbdev-readme does the same where Quarto is installed)
+readme: setup  ## the results of results/ into nbs/index.ipynb, then README.md from it (nbdev-readme does the rendering where Quarto is installed)
+	$(BIN)/python -c "from robustsparsesnn.recipes import fill_readme; fill_readme('nbs/index.ipynb', 'results')"
 	$(BIN)/jupyter nbconvert --to markdown nbs/index.ipynb --output README --output-dir . --log-level WARN
 	sed -i 's#](images/#](nbs/images/#g' README.md    # figures live in nbs/images/, beside the notebook
 

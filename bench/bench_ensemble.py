@@ -2,10 +2,10 @@
 classified correctly) against the naive one (every member attacks every clean-correct sample). Both use the same
 seeds and give the same robust set; the sequential one needs a fraction of the forward/backward work.
 
-    .venv/bin/python bench/bench_ensemble.py [--snn runs/cpu_evaluation/snn.safetensors] [--n 64] [--eps 0.0314]
+    .venv/bin/python bench/bench_ensemble.py [--snn CHECKPOINT] [--n 64] [--eps 0.0314]
 
 Without --snn (or when the file is missing) it uses a small SNN (VGG-11, width 0.125, T=4) on synthetic data with
-hand-set thresholds; with it, the CPU-preset SNN of scripts/cpu_evaluation_report.py on Fashion-MNIST."""
+hand-set thresholds; with it, that saved VGG-11 (width 0.25) SNN on Fashion-MNIST."""
 import argparse, time
 from pathlib import Path
 
@@ -36,7 +36,7 @@ def setup(args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--snn', default='runs/cpu_evaluation/snn.safetensors')
+    p.add_argument('--snn', default=None, help='a saved SNN checkpoint (VGG-11, width 0.25, Fashion-MNIST); default: the small synthetic SNN')
     p.add_argument('--n', type=int, default=64)
     p.add_argument('--eps', type=float, default=8 / 255)
     p.add_argument('--steps', type=int, default=5)

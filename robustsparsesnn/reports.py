@@ -9,7 +9,7 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/reports.html.md"""
 __all__ = ['amplification', 'where_the_gap_opens', 'sparse_dense_markdown', 'summary_markdown', 'seeds_markdown', 'plot_training',
            'plot_summary', 'plot_densities', 'plot_sweep', 'sweep_markdown', 'ablation_markdown', 'claims_markdown',
            'claims_table', 'cells_markdown', 'plot_cells', 'plot_figure1', 'worst_case', 'table1_markdown',
-           'members_markdown', 'accuracies_markdown']
+           'members_markdown', 'accuracies_markdown', 'energy_markdown', 'plot_layer_densities', 'plot_conversion']
 
 # %% ../nbs/12_reports.ipynb #0de219bd
 from .core import RunDir
@@ -363,3 +363,46 @@ def accuracies_markdown(rows:dict, # {row label: {column: accuracy dict}}
     out = [f"| {corner} | " + ' | '.join(cols) + ' |', '|---|' + '---:|' * len(cols)]
     out += [f"| {k} | " + ' | '.join(_ci(r[c]) if c in r else '' for c in cols) + ' |' for k, r in rows.items()]
     return '\n'.join(out)
+
+# %% ../nbs/12_reports.ipynb #e3dc27fa
+def energy_markdown(cells:list # the `cells` of a sweep's results file
+                   ) -> str:
+    "Table 3 from a sweep: each cell's sparsity, spikes per sample, and the dense SNN's spikes and energy (Eq. 12) over its own."
+    f = lambda v: '–' if v is None else f'{v:.2f}'
+    out = ['| cell | sparsity | spikes / sample | #Spikes_dense / #Spikes | E_dense / E (Eq. 12) |', '|---|---:|---:|---:|---:|']
+    return '\n'.join(out + [f"| {c['run']} | {100 * c['global_sparsity']:.1f}% | {c['spikes']:.3g} | {f(c['spike_ratio'])} | "
+                             f"{f(c['energy_ratio'])} |" for c in cells])
+
+def plot_layer_densities(cells:list, # the `cells` of a sweep's results file (each pruned one with its `layers`)
+                         sparsities=(0.9, 0.99), # which sparsities to draw, a panel each
+                         path=None): # a PNG to write (None: return the figure)
+    "Kept fraction of every layer's weights, per pruning method: uniform (LWM, HYDRA) against learned (HARP)."
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(sparsities), figsize=(4.5 * len(sparsities), 3), squeeze=False)
+    for ax, s in zip(axes[0], sparsities):
+        for c in cells:
+            if c['sparsity'] != s or not c.get('layers'): continue
+            ax.plot(range(len(c['layers'])), [l['density'] for l in c['layers']], 'o-', label=c['method'].upper(), alpha=0.8)
+        ax.axhline(1 - s, color='gray', ls='--', lw=1)
+        names = [f"{l['layer'].replace('features.', 'f').replace('classifier.', 'c')}" for l in next(c for c in cells if c.get('layers'))['layers']]
+        ax.set_xticks(range(len(names)), names, fontsize=7, rotation=60); ax.set_yscale('log')
+        ax.set_title(f'{100 * s:g}% sparsity (dashed: uniform)', fontsize=9); ax.set_ylabel('kept / weights'); ax.legend(fontsize=7)
+    fig.tight_layout()
+    if path is None: return fig
+    fig.savefig(path, dpi=90); plt.close(fig)
+
+def plot_conversion(converted:list, # the `converted` of a conversion results file
+                    ann:dict=None, # the sparse ANN's accuracy, drawn as a line
+                    path=None): # a PNG to write (None: return the figure)
+    "Clean accuracy right after conversion against the simulation length T, one line per scheme, 95% intervals as bars."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 3))
+    for name in dict.fromkeys(c['scheme'] for c in converted):
+        rows = sorted((c for c in converted if c['scheme'] == name), key=lambda c: c['T'])
+        err = [[c['acc'] - c['interval'][0] for c in rows], [c['interval'][1] - c['acc'] for c in rows]]
+        ax.errorbar([c['T'] for c in rows], [c['acc'] for c in rows], yerr=err, marker='o', capsize=2, label=name)
+    if ann: ax.axhline(ann['acc'], color='gray', ls='--', lw=1, label='sparse ANN')
+    ax.set_xscale('log', base=2); ax.set_xlabel('T'); ax.set_ylabel(f"clean accuracy (n = {converted[0]['n']})"); ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3); ax.legend(fontsize=7); fig.tight_layout()
+    if path is None: return fig
+    fig.savefig(path, dpi=90); plt.close(fig)

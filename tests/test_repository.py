@@ -1,4 +1,4 @@
-"What the repository itself must keep: no absolute path to a machine's folder in any tracked file, one preset registry."
+"What the repository itself must keep: no absolute path to a machine's folder in any tracked file, one preset registry, a README whose results are those of results/."
 import re, subprocess
 from pathlib import Path
 
@@ -38,3 +38,16 @@ def test_one_preset_registry():
     defs = [f"{f.relative_to(ROOT)}" for f in tracked_files() if f.suffix == '.py' and f.parts[-2] == 'robustsparsesnn'
             and re.search(r'^[A-Z_]*PRESETS\s*=', f.read_text(), re.M)]
     assert defs == ['robustsparsesnn/config.py'], defs
+
+
+def test_readme_results_come_from_results():
+    "The README's results (every number of its results table) are what `readme_results` renders from results/ today."
+    from robustsparsesnn.recipes import readme_results, README_MARKERS
+    readme = (ROOT/'README.md').read_text()
+    start, end = README_MARKERS
+    assert start in readme and end in readme, f'README.md lacks the results markers {README_MARKERS}: run `make readme`'
+    shown = readme.split(start, 1)[1].split(end, 1)[0].strip()
+    expected = readme_results(ROOT/'results').replace('](images/', '](nbs/images/')
+    assert shown == expected, 'README.md does not show what results/ holds: run `make readme`'
+    for line in shown.splitlines():
+        if line.startswith('!['): assert (ROOT/line.split('](', 1)[1].rstrip(')')).is_file(), line
