@@ -319,6 +319,11 @@ def _units(spec:Reproduction, recipes) -> int:
              pretraining=sum(v is not None for v in spec.pretraining.values()))
     return sum(n[r] for r in recipes)
 
+def _spec(dataset:str, quick:bool=False) -> Reproduction:
+    "The reproduction of `dataset`, or its quick twin."
+    spec = REPRODUCTIONS[check_choice('reproduction', dataset, REPRODUCTIONS)]
+    return replace(spec, **spec.quick_changes) if quick else spec
+
 def reproduce(dataset:str, # a key of `REPRODUCTIONS`
               quick:bool=False, # the tiny twin: every recipe end to end in minutes, results of the same schema
               root=None, # the folder of the runs (None: runs/reproduce-DATASET[-quick])
@@ -327,9 +332,8 @@ def reproduce(dataset:str, # a key of `REPRODUCTIONS`
               verbose:bool=True # print each recipe's verdicts
              ) -> dict: # {recipe: its results}
     "Run a paper reproduction's recipes, resumably, and write one results file per recipe with the verdict of every claim."
-    spec = REPRODUCTIONS[check_choice('reproduction', dataset, REPRODUCTIONS)]
+    spec = _spec(dataset, quick)
     for r in recipes: check_choice('recipe', r, RECIPES)
-    if quick: spec = replace(spec, **spec.quick_changes)
     cfg = preset_config(spec.quick if quick else spec.base)
     root = Path(root) if root is not None else Path('runs')/f"reproduce-{dataset}{'-quick' if quick else ''}"
     results = Path(results) if results is not None else root/'results' if quick else Path('results')/dataset
@@ -368,8 +372,7 @@ def published(root='results', # the folder of the results folders, one per data 
 
 def _headline(dataset:str, res:dict) -> dict:
     "The headline accuracies of one reproduction: {row: accuracy dict}."
-    spec, cells = REPRODUCTIONS[dataset], _cells(res['sweep']['cells'])
-    if res['sweep']['quick']: spec = replace(spec, **spec.quick_changes)
+    spec, cells = _spec(dataset, res['sweep']['quick']), _cells(res['sweep']['cells'])
     lab, (m, s) = eps_label(res['sweep']['config']['evaluate']['metric_eps']), spec.cell
     cell, name = cells[(m, s)], f"{100 * s:g}% {m.upper()} SNN"
     return {'dense SNN, clean': cells[('dense', 0.0)]['clean'], f'dense SNN, PGD_ens {lab}': cells[('dense', 0.0)]['pgd_ens'],

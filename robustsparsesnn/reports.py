@@ -12,11 +12,11 @@ __all__ = ['amplification', 'where_the_gap_opens', 'sparse_dense_markdown', 'sum
            'members_markdown', 'accuracies_markdown', 'energy_markdown', 'plot_layer_densities', 'plot_conversion']
 
 # %% ../nbs/12_reports.ipynb #0de219bd
-from .core import RunDir
-from .pruning import sparsity_table
 import torch
 
+from .core import RunDir
 from .evaluation import accuracy, unpack_mask
+from .pruning import sparsity_table
 
 # %% ../nbs/12_reports.ipynb #2dbe08e2
 def _pct(v): return '–' if v is None else f'{100 * v:.1f}%'

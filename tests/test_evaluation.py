@@ -1,7 +1,4 @@
-"Property tests of `robustsparsesnn.evaluation` (the notebook 09_evaluation holds the quick ones) and checks of the CPU run."
-import json
-from pathlib import Path
-
+"Property tests of `robustsparsesnn.evaluation` (the notebook 09_evaluation holds the quick ones)."
 import numpy as np
 import pytest
 import torch
