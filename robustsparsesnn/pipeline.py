@@ -7,11 +7,11 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/pipeline.html.md"""
 
 # %% auto #0
 __all__ = ['STAGES', 'E2E_CONNECTIVITY', 'SNN_NAMES', 'DIAGNOSTICS_N', 'STAGE_FUNCS', 'REQUIRES', 'STAGE_OUTPUTS',
-           'SWEEP_SPARSITIES', 'ABLATIONS', 'ABLATION_MEMBERS', 'SNN_CHECKPOINTS', 'RunError', 'check_device',
-           'Context', 'stage_pretrain', 'stage_prune', 'stage_convert', 'stage_snn_finetune', 'clean_mask',
-           'sparse_vs_dense', 'stage_evaluate', 'stage_energy', 'collect_metrics', 'stage_report', 'prepare',
-           'open_run', 'check_stages', 'run_stage', 'run_pipeline', 'share_stages', 'sweep_cell', 'sweep',
-           'ablation_config', 'diagnose', 'ablate', 'rebuild_report', 'evaluate_saved']
+           'STAGE_HISTORIES', 'SWEEP_SPARSITIES', 'ABLATIONS', 'ABLATION_MEMBERS', 'SNN_CHECKPOINTS', 'RunError',
+           'check_device', 'Context', 'stage_pretrain', 'stage_prune', 'stage_convert', 'stage_snn_finetune',
+           'clean_mask', 'sparse_vs_dense', 'stage_evaluate', 'stage_energy', 'collect_metrics', 'stage_report',
+           'prepare', 'open_run', 'check_stages', 'earlier_seconds', 'run_stage', 'run_pipeline', 'share_stages',
+           'sweep_cell', 'sweep', 'ablation_config', 'diagnose', 'ablate', 'rebuild_report', 'evaluate_saved']
 
 # %% ../nbs/13_pipeline.ipynb #8246e82a
 import copy, json, shlex, shutil, time
@@ -128,7 +128,7 @@ def stage_prune(ctx:Context):
     p = ctx.cfg.prune
     m = ctx.model('ann')
     if p.sparsity == 0: rep = dict(global_sparsity=global_sparsity(m))   # nothing to prune: every method is the dense ANN
-    else: rep = prune(m, p.method, 1 - p.sparsity, ctx.loaders(), p.pruning(), run=ctx.run)
+    else: rep = prune(m, p.method, 1 - p.sparsity, ctx.loaders(ctx.cfg.data.n_train_prune), p.pruning(), run=ctx.run)
     ctx.run.save('sparse_ann', {'model': m.state_dict()}, meta=dict(global_sparsity=rep['global_sparsity']))
     return dict(global_sparsity=rep['global_sparsity'])
 
@@ -370,7 +370,8 @@ def prepare(cfg:RunConfig # the run's configuration
     "Check the whole configuration against this machine and the data (device, data set, sizes); writes nothing."
     ctx = Context(check_config(cfg))
     ctx.loaders()
-    if cfg.data.n_train_snn is not None: ctx.loaders(cfg.data.n_train_snn)
+    for n in (cfg.data.n_train_prune, cfg.data.n_train_snn):
+        if n is not None: ctx.loaders(n)
     c, n_train, n_test = cfg.convert, len(ctx.loaders().train.labels), len(ctx.loaders().test.labels)
     if c.n_batches * c.batch_size > n_train:
         raise ConfigError(f"[convert] n_batches * batch_size = {c.n_batches * c.batch_size} calibration images, more than "
@@ -420,6 +421,13 @@ def check_stages(ctx:Context, # a context with its run directory
         return later
     return []
 
+STAGE_HISTORIES = dict(pretrain=('ann',), prune=('scores', 'finetune'), snn_finetune=('snn', 'dense_snn'))   # the checkpointed trainings of a stage
+
+def earlier_seconds(ctx:Context, stage:str) -> float:
+    "Seconds that interrupted calls of the unfinished `stage` spent on the epochs they checkpointed (their histories)."
+    names = [f'{n}-history.json' for n in STAGE_HISTORIES.get(stage, ()) if ctx.run.file(f'{n}-history.json').is_file()]
+    return sum(row.get('seconds', 0.0) for f in names for row in ctx.run.load_json(f))
+
 def run_stage(ctx:Context, # the run's context
               stage:str, # one of `STAGES`
               force:bool=False): # run it even when `stages.json` says it finished
@@ -431,10 +439,11 @@ def run_stage(ctx:Context, # the run's context
     if missing: raise RunError(f"stage {stage} needs stage {missing[0]} of the same run first "
                                f"(run `rsnn {missing[0].replace('_', '-')} CONFIG` or `rsnn run CONFIG`)")
     crash_point(f'stage {stage} start')
-    t0 = time.time()
+    t0, earlier = time.time(), earlier_seconds(ctx, stage)   # a resumed stage's time includes its checkpointed epochs
     info = STAGE_FUNCS[stage](ctx)
     files = ctx.run.record([f for f in STAGE_OUTPUTS[stage] if ctx.run.file(f).is_file()])
-    ctx.mark_done(stage, time.time() - t0, files=files, **(info or {}))
+    if earlier: info = dict(info or {}, resumed_after_seconds=round(earlier, 1))
+    ctx.mark_done(stage, time.time() - t0 + earlier, files=files, **(info or {}))
     crash_point(f'stage {stage} done')
     return ctx.done()[stage]
 

@@ -127,3 +127,15 @@ def test_damaged_checkpoint_is_recomputed_never_used(tiny):
     r = rsnn('report', run)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert 'stage snn_finetune: snn.safetensors has' in r.stderr and 'bytes' in r.stderr, r.stderr
+
+
+def test_resumed_stage_counts_its_earlier_epochs(tiny):
+    "A stage killed after its first epoch and resumed records the time of both calls: the resumed call's and the checkpointed epoch's."
+    run = tiny[0]/'timed'
+    assert rsnn('pretrain', tiny[0]/'tiny.toml', '--run-dir', run, RSNN_CRASH_AT='wrote ann-history.json#1').returncode == -9
+    first = json.loads((run/'ann-history.json').read_text())
+    assert len(first) == 1 and not (run/'stages.json').exists()
+    assert rsnn('pretrain', tiny[0]/'tiny.toml', '--run-dir', run).returncode == 0
+    record, history = json.loads((run/'stages.json').read_text())['pretrain'], json.loads((run/'ann-history.json').read_text())
+    assert record['resumed_after_seconds'] == round(first[0]['seconds'], 1)
+    assert record['seconds'] >= sum(r['seconds'] for r in history) - 0.1
