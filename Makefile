@@ -7,7 +7,7 @@ BASE_STAMP := $(VENV)/.base-installed-stamp
 STAMP := $(VENV)/.installed-stamp
 DOCS_STAMP := $(VENV)/.docs-installed-stamp
 
-.PHONY: setup demo test test-nbs test-py test-explore test-slow export bench readme docs docs-serve help
+.PHONY: setup demo test lint test-nbs test-py test-explore test-slow export bench readme docs docs-serve help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,7 +28,10 @@ $(STAMP): pyproject.toml $(BASE_STAMP)
 demo: $(BASE_STAMP)  ## run the main job on the embedded Fashion-MNIST demo
 	$(BIN)/rsnn run
 
-test: test-nbs test-py  ## nbdev-test over all notebooks, then pytest tests/
+test: lint test-nbs test-py  ## ruff, nbdev-test over all notebooks, then pytest tests/
+
+lint: setup  ## ruff over the package (the notebooks' exported code), tests, benchmarks and docs builder ([tool.ruff])
+	$(BIN)/ruff check robustsparsesnn tests bench docs
 
 test-nbs: setup
 	OMP_NUM_THREADS=1 RSNN_PROGRESS=0 $(BIN)/nbdev-test --n-workers 2 --timing

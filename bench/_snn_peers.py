@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustsparsesnn.core import keep_freed_memory   # re-exported for the bench scripts: the allocator setting
 from robustsparsesnn.models import VGG_BLOCKS, vgg16
 from robustsparsesnn.snn_finetune import training_layout
 
@@ -196,7 +195,7 @@ def minor_faults(): return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 def interleaved(steps, warmup, reps):
     "Warm every step function up, then time them in turns (order rotated every repetition). {key: [(seconds, faults)]}."
-    for k, f in steps.items():
+    for f in steps.values():
         for _ in range(warmup): f()
     out, keys = {k: [] for k in steps}, list(steps)
     for r in range(reps):

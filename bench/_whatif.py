@@ -7,7 +7,6 @@ package files are not touched): evidence for what such changes would buy. Each o
 
 (The lean IF autograd function first prototyped here is now the package's `neurons.IFSpike`.)
 """
-import torch
 
 from robustsparsesnn.neurons import sim_steps, time_mean
 

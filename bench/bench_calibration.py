@@ -20,7 +20,7 @@ from _memory import profiler_peak
 
 from robustsparsesnn.models import vgg16
 from robustsparsesnn.neurons import spiking_neurons
-from robustsparsesnn.conversion import calibrate_thresholds, chain_stages
+from robustsparsesnn.conversion import calibrate_thresholds
 
 
 def rss_now():

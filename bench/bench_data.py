@@ -8,7 +8,9 @@ import os, shutil, sys, tempfile, time
 
 import torch
 
-from robustsparsesnn.data import DATASETS, find_data, get_loaders, load_dataset
+from robustsparsesnn.data import get_loaders
+from robustsparsesnn.datasets import DATASETS
+from robustsparsesnn.datafiles import find_data, load_dataset
 
 
 def timed(f):

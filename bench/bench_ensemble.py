@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from robustsparsesnn.core import load_state
-from robustsparsesnn.evaluation import EnsembleAttack, PassCounter, exact_logits
+from robustsparsesnn.ensembles import EnsembleAttack, PassCounter
+from robustsparsesnn.models import exact_logits
 from robustsparsesnn.models import vgg11
 from robustsparsesnn.neurons import spiking_neurons
 
@@ -36,7 +37,8 @@ def setup(args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--snn', default=None, help='a saved SNN checkpoint (VGG-11, width 0.25, Fashion-MNIST); default: the small synthetic SNN')
+    p.add_argument('--snn', default=None, help='a saved SNN checkpoint (VGG-11, width 0.25, Fashion-MNIST); default: the small synthetic '
+                                               'SNN')
     p.add_argument('--n', type=int, default=64)
     p.add_argument('--eps', type=float, default=8 / 255)
     p.add_argument('--steps', type=int, default=5)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from robustsparsesnn.evaluation import ATTACK_SUITES, evaluate_snn, evaluation_report, exact_logits
+from robustsparsesnn.evaluation import ATTACK_SUITES, evaluate_snn, evaluation_report
+from robustsparsesnn.models import exact_logits
 from robustsparsesnn.models import vgg11
 from robustsparsesnn.neurons import spiking_neurons
 
@@ -22,7 +23,7 @@ def setup(args):
     run = Path(args.run) if args.run else None
     if run is not None and (run/'snn.safetensors').exists():
         from robustsparsesnn.config import load_config
-        from robustsparsesnn.pipeline import Context
+        from robustsparsesnn.stages import Context
         from robustsparsesnn.core import RunDir
         cfg = load_config(run/'config.toml')
         ctx = Context(cfg); ctx.run = RunDir(run, lock=False)

@@ -17,7 +17,8 @@ import argparse, statistics, time
 import torch
 from _memory import profiler_peak
 
-from robustsparsesnn.neurons import cpu_kernel, if_reference, if_spikes
+from robustsparsesnn.kernel import cpu_kernel
+from robustsparsesnn.neurons import if_reference, if_spikes
 
 
 def torch_loop(*args):
@@ -87,8 +88,8 @@ def main():
     for name, f in (('kernel, forward only', if_spikes), ('torch loop, forward only', torch_loop),
                     ('plain loop, forward only', if_reference)):
         with torch.no_grad():
-            t = wall_time(lambda *args: f(*args).sum(), x, vth, g, a.mode, a.repeats, device, backward=False)
-            m = peak_memory(lambda *args: f(*args).sum(), x, vth, g, a.mode, device, backward=False)
+            t = wall_time(lambda *args, f=f: f(*args).sum(), x, vth, g, a.mode, a.repeats, device, backward=False)
+            m = peak_memory(lambda *args, f=f: f(*args).sum(), x, vth, g, a.mode, device, backward=False)
         print(f"  {name + ' (no_grad)':<36}{t * 1e3:>12.1f}{m / 2**20:>20.1f}")
     print(f"  (input tensor alone: {x.numel() * x.element_size() / 2**20:.1f} MiB)")
 

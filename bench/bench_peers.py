@@ -90,7 +90,7 @@ def run_width(names, width, warmup, reps, T, batch, memory, channels_last):
                        wparams=weight_params(t.net), params=all_params(t.net))
         if memory:
             t.opt.zero_grad(set_to_none=True)
-            rows[k]['peak'] = profiler_peak(lambda: t.step(zero=False))
+            rows[k]['peak'] = profiler_peak(lambda t=t: t.step(zero=False))
     del tr
     return rows
 

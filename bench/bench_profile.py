@@ -113,7 +113,8 @@ def main(argv=None):
     if phases[0] == 'tuned': print(f"allocator tuned: {keep_freed_memory()}")
     profile_before(a.width, a.steps, a.T, a.batch)
     for ph in phases:
-        if ph == 'tuned' and phases[0] != 'tuned': print(f"\n== allocator: mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB) -> {keep_freed_memory()}")
+        if ph == 'tuned' and phases[0] != 'tuned': print("\n== allocator: mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB) -> "
+                                                         f"{keep_freed_memory()}")
         elif ph == 'default': print("\n== allocator: glibc default")
         steps = variants(a.width, a.T, a.batch, a.compile)
         res = interleaved(steps, a.warmup, a.reps)

@@ -35,7 +35,8 @@ from torch import nn
 
 from _snn_peers import Trainer, interleaved, keep_freed_memory, med, warm_batch_norm
 from bench_peers import machine
-from robustsparsesnn.evaluation import EnsembleAttack, exact_logits
+from robustsparsesnn.ensembles import EnsembleAttack
+from robustsparsesnn.models import exact_logits
 from robustsparsesnn.models import vgg16
 from robustsparsesnn.neurons import spiking_neurons
 from robustsparsesnn.snn_finetune import PAPER_FINETUNE, SNN_MODE, SNN_T, training_layout
@@ -146,7 +147,8 @@ def main(argv=None):
           f"x2 FLOP/MAC, x3 for forward + backward) -> {fl / s['plain'] / 1e9:.1f} GFLOP/s = {fl / s['plain'] / 1e9 / g1:.0%} of "
           f"the 1-thread matmul rate, {fl / s['plain'] / 1e9 / max(g1, c1):.0%} of the limit")
     print(f"finetuning step: ~{ft_fl / 1e9:.1f} GFLOP (reference forward, attack forward + input backward ~2 forwards, "
-          f"2 training forwards + backward) -> {ft_fl / s['finetune'] / 1e9:.1f} GFLOP/s = {ft_fl / s['finetune'] / 1e9 / g1:.0%} of the matmul rate, "
+          f"2 training forwards + backward) -> {ft_fl / s['finetune'] / 1e9:.1f} GFLOP/s = {ft_fl / s['finetune'] / 1e9 / g1:.0%} of the "
+          "matmul rate, "
           f"{ft_fl / s['finetune'] / 1e9 / max(g1, c1):.0%} of the limit")
     del plain
 

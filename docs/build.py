@@ -14,7 +14,7 @@
    title heading (the notebook's first markdown heading) and description, Quarto cell options (`#| echo: false`,
    `#| output: false`, `#| include: false`) become MyST-NB tags, links to the online docs become links between
    local pages, and `index` gets the navigation in notebook order. Pages are named like nbdev's
-   (`01_neurons.ipynb` -> `neurons.html`). MathJax 3 (from the `django-static-mathjax` wheel, fonts included) is
+   (`01c_neurons.ipynb` -> `neurons.html`). MathJax 3 (from the `django-static-mathjax` wheel, fonts included) is
    copied beside them, so equations typeset without a CDN.
 3. render: `sphinx-build` (config in `docs/conf.py`, Furo theme, built-in search) -> `_docs/`. Incremental: a
    second run only re-reads the notebooks that changed.

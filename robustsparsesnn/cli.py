@@ -1,5 +1,6 @@
 """One command line over the pipeline: run a configuration or a preset, a stage, a sweep, an ablation, a standalone
-evaluation, a paper reproduction; user errors are one line and exit status 2, bugs exit 1 with their traceback logged.
+evaluation, a paper reproduction; user errors are one line and exit status 2, bugs exit 1 with their traceback
+logged.
 
 Docs: https://robustsparsesnn.github.io/robustsparsesnn/cli.html.md"""
 
@@ -19,10 +20,12 @@ from .evaluation import ATTACK_SUITES
 from .config import ConfigError, PRESETS, config_toml, load_config, parse_number, preset_config, with_seed
 from .reports import ablation_markdown, sweep_markdown
 from . import pipeline
-from .recipes import RECIPES, REPRODUCTIONS, reproduce, attack_budget, square_only
+from .recipes import RECIPES, REPRODUCTIONS, reproduce
+from .studies import attack_budget, square_only
 from .reports import _ci
-from .pipeline import (STAGES, SWEEP_SPARSITIES, ABLATIONS, ablate, check_stages, diagnose, evaluate_saved, open_run,
-                                      prepare, rebuild_report, run_pipeline, run_stage, sweep, _is_saved_snn)
+from .pipeline import SWEEP_SPARSITIES, check_stages, open_run, prepare, run_pipeline, run_stage, sweep
+from .stages import STAGES
+from .ablations import ABLATIONS, ablate, diagnose, evaluate_saved, rebuild_report, _is_saved_snn
 
 # %% ../nbs/15_cli.ipynb #2b9a57f1
 def _config(arg):
@@ -31,6 +34,7 @@ def _config(arg):
     if arg in PRESETS and not Path(arg).exists(): return preset_config(arg)
     return load_config(arg)
 
+# %% ../nbs/15_cli.ipynb #5a4c3e17
 def _parser():
     p = argparse.ArgumentParser(prog='rsnn', description="Adversarially robust sparse SNNs: pretrain, prune, convert, "
                                 "finetune, evaluate, count energy, report (Algorithm 1 of the paper).")
@@ -70,7 +74,8 @@ def _parser():
     g = sub.add_parser('diagnose', help="per-layer conversion diagnostics of a finished run's SNNs (dense and sparse)")
     g.add_argument('run', help='a finished run directory'); g.add_argument('--n', type=int, default=200, help='test images (default 200)')
     g.add_argument('--out', help='the results JSON (default: RUN/diagnostics.json)')
-    q = sub.add_parser('reproduce', help="a paper reproduction: every recipe's runs, then results/DATASET/RECIPE.json with every claim's verdict")
+    q = sub.add_parser('reproduce', help="a paper reproduction: every recipe's runs, then results/DATASET/RECIPE.json with every claim's "
+                                         "verdict")
     q.add_argument('dataset', help=f"one of {', '.join(REPRODUCTIONS)}")
     q.add_argument('--quick', action='store_true', help='every recipe end to end at a tiny size, in minutes (results under the root)')
     q.add_argument('--root', help='the folder of the runs (default: runs/reproduce-DATASET[-quick])')
@@ -127,6 +132,7 @@ def _main(a):
             info = run_stage(ctx, a.command.replace('-', '_'), force=True)
         print(json.dumps({k: v for k, v in info.items() if k != 'files'}, default=str))
 
+# %% ../nbs/15_cli.ipynb #560601f5
 _OS_WHAT = {errno.ENOSPC: 'no space left on the device', errno.EDQUOT: 'disk quota exceeded', errno.EROFS: 'read-only file system',
             errno.EACCES: 'permission denied', errno.EPERM: 'operation not permitted', errno.ENOTDIR: 'not a folder',
             errno.EISDIR: 'is a folder', errno.ENOENT: 'no such file or folder', errno.EEXIST: 'already exists'}
@@ -153,6 +159,7 @@ def _log_internal_error(e:BaseException) -> Path:
         except OSError: continue
     return None
 
+# %% ../nbs/15_cli.ipynb #97f10ba9
 def main(argv=None):
     "Entry point of the `rsnn` command: user errors are one line and exit 2, internal errors exit 1 with the log's path."
     a = _parser().parse_args(argv)

@@ -1,4 +1,5 @@
-"""One typed tree of settings for a whole run, whose TOML layout is its dataclass layout, and the one registry of presets.
+"""One typed tree of settings for a whole run, whose TOML layout is its dataclass layout, and the one registry of
+presets.
 
 Docs: https://robustsparsesnn.github.io/robustsparsesnn/config.html.md"""
 
@@ -20,7 +21,7 @@ import tomli_w
 import torch
 
 from .core import check_choice, check_range, check_int, check_seed
-from .data import DATASETS
+from .datasets import DATASETS
 from .models import vgg11, vgg16, wrn28_4
 from .training import TrainConfig, PAPER_PRETRAIN
 from .pruning import METHODS, PruneConfig, PAPER_PRUNE
@@ -48,7 +49,8 @@ def _check_device(name:str) -> str:
     "The device setting if torch can parse it ('auto', 'cpu', 'cuda', 'cuda:1', 'mps', ...); availability is checked later."
     if name == 'auto': return name
     try: torch.device(name)
-    except (RuntimeError, TypeError): raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or another torch device, got {name!r}") from None
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or another torch device, got {name!r}") from None
     return name
 
 @dataclass
@@ -66,7 +68,7 @@ class RunSettings:
 @dataclass
 class DataSettings:
     "[data]: the data set and the subsets used."
-    name:str='fashion-mnist' # a data set of `data.DATASETS`
+    name:str='fashion-mnist' # a data set of `datasets.DATASETS`
     n_train:int=None # training images (stratified subset; None: all that n_val leaves)
     n_val:int=1000 # validation images, carved from the training split (checkpoint selection)
     n_test:int=None # test images evaluated (stratified subset; None: all)
@@ -74,13 +76,14 @@ class DataSettings:
     n_train_snn:int=None # training images of SNN finetuning (None: n_train)
     batch_size:int=128 # training batch size
     seed:int=0 # seed of the subsets, the order and the augmentation
-    root:str=None # a folder holding the data set (None: the usual places, see `data.find_data`)
+    root:str=None # a folder holding the data set (None: the usual places, see `datafiles.find_data`)
     def __post_init__(self):
         check_choice('data set', self.name, DATASETS)
         for k in ('n_train', 'n_val', 'n_test', 'n_train_prune', 'n_train_snn'):
             if getattr(self, k) is not None: check_int(k, getattr(self, k), 0 if k == 'n_val' else 1)
         check_int('batch_size', self.batch_size, 1); check_seed('seed', self.seed)
 
+# %% ../nbs/11_config.ipynb #c3d05955
 ARCHS = dict(vgg11=vgg11, vgg16=vgg16, wrn28_4=wrn28_4)
 
 @dataclass
@@ -108,7 +111,8 @@ class PruneSettings:
         if self.dense_first and self.method == 'harp':
             raise ValueError("dense_first applies to the uniform methods (lwm, hydra); HARP learns each layer's density")
         check_range('sparsity', self.sparsity, 0, 1, hi_open=True)
-        check_range('gamma', self.gamma, 0); check_range('growth', self.growth, 1); check_range('floor', self.floor, 0, 1, lo_open=True, hi_open=True)
+        check_range('gamma', self.gamma, 0); check_range('growth', self.growth, 1)
+        check_range('floor', self.floor, 0, 1, lo_open=True, hi_open=True)
 
     def pruning(self) -> PruneConfig:
         "These settings as the `pruning.PruneConfig` that `pruning.prune` takes."
@@ -126,7 +130,7 @@ class ConvertSettings:
     lam:float=0.3 # threshold scale lambda
     n_batches:int=10 # calibration batches
     batch_size:int=64 # images per calibration batch
-    start:str='threshold' # 'threshold': convert the sparse ANN; 'e2e-random' / 'e2e-ann': a fresh SNN with random connectivity / the ANN's masks (`snn_finetune.e2e_snn`)
+    start:str='threshold' # 'threshold': convert the sparse ANN; 'e2e-random' / 'e2e-ann': a fresh SNN (`snn_finetune.e2e_snn`)
     def __post_init__(self):
         for k in ('T', 'T_c', 'n_batches', 'batch_size'): check_int(k, getattr(self, k), 1)
         check_range('rho', self.rho, 0, 100, lo_open=True); check_range('lam', self.lam, 0, lo_open=True)
@@ -159,7 +163,8 @@ class EvalSettings:
                               apgd_steps=self.apgd_steps, n=self.n, assg_steps=self.assg_steps,
                               batch_size=self.batch_size)   # what `evaluation_report` will check
         check_choice('square_on', self.square_on, ('all', 'survivors'))
-        if 'pgd_ens' not in self.attacks: raise ValueError(f"attacks must include 'pgd_ens' (the headline attack), got {list(self.attacks)}")
+        if 'pgd_ens' not in self.attacks:
+            raise ValueError(f"attacks must include 'pgd_ens' (the headline attack), got {list(self.attacks)}")
         if self.metric_eps is None: self.metric_eps = max(self.eps)
         if self.metric_eps not in self.eps: raise ValueError(f"metric_eps {self.metric_eps} must be one of eps {list(self.eps)}")
 
@@ -212,7 +217,8 @@ def build_section(cls, # a settings dataclass
                   values:dict, # its table (nested dicts for nested tables)
                   where:str='', # the table's name, for messages ('' for the whole configuration)
                   base=None): # an instance whose values are the defaults (None: the class defaults)
-    "An instance of `cls` from a TOML table, nested tables building nested dataclasses; unknown keys and bad values are errors naming the key."
+    """An instance of `cls` from a TOML table, nested tables building nested dataclasses; unknown keys and bad values are
+    errors naming the key."""
     if not isinstance(values, dict): raise ConfigError(f"[{where}] must be a table of keys, got {values!r}")
     base, kinds, kw = (base if base is not None else cls()), typing.get_type_hints(cls), {}
     for k, v in values.items():
@@ -223,6 +229,7 @@ def build_section(cls, # a settings dataclass
     try: return replace(base, **kw)
     except (ValueError, TypeError) as e: raise ConfigError(f"[{where}] {e}" if where else str(e)) from None
 
+# %% ../nbs/11_config.ipynb #4a65d811
 def config_to_dict(cfg) -> dict:
     "A settings tree as nested dicts, in the TOML layout (None values left out: TOML has no null)."
     out = {}
@@ -306,6 +313,7 @@ CPU_RECIPE = derive(RunConfig(), dict(
 
 def _paper(name, data, arch): return derive(RunConfig(), dict(data=dict(name=data, n_val=1000), model=dict(arch=arch, width=1.0)), name)
 
+# %% ../nbs/11_config.ipynb #aca08678
 PRESETS = {
     'paper-cifar10-vgg16': _paper('paper-cifar10-vgg16', 'cifar10', 'vgg16'),
     'paper-cifar100-wrn28_4': _paper('paper-cifar100-wrn28_4', 'cifar100', 'wrn28_4'),
@@ -356,6 +364,8 @@ PRESETS['fashion-mnist-repro'] = derive(CPU_RECIPE, dict(
 PRESETS['cifar10-jpeg-repro'] = derive(PRESETS['fashion-mnist-repro'], dict(
     data=dict(name='cifar10-jpeg', n_train=None, n_val=1000, n_train_prune=10000, n_train_snn=4000), pretrain=dict(epochs=8)),
     'cifar10-jpeg-repro')
+
+# %% ../nbs/11_config.ipynb #555d94f4
 # every recipe end to end at a size that takes a few minutes: what CI runs, and the schema of the results files
 _QUICK = dict(data=dict(n_train=256, n_val=64, n_test=64, n_train_prune=None, n_train_snn=128, batch_size=64), model=dict(width=0.125),
               pretrain=dict(epochs=1, attack_steps=1, eval_n=32), convert=dict(T=2, T_c=4, n_batches=1, batch_size=16),

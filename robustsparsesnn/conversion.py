@@ -1,4 +1,5 @@
-"""Threshold balancing (Algorithm 1, lines 3-20): weights, BN affine parameters and masks from the sparse ANN, BN statistics of the spiking data, per-layer thresholds calibrated layer by layer in one streaming pass per layer.
+"""Threshold balancing (Algorithm 1, lines 3-20): weights, BN affine parameters and masks from the sparse ANN, BN
+statistics of the spiking data, per-layer thresholds calibrated layer by layer in one streaming pass per layer.
 
 Docs: https://robustsparsesnn.github.io/robustsparsesnn/conversion.html.md"""
 
@@ -12,13 +13,15 @@ __all__ = ['METHODS', 'BN_STATS', 'DIAGNOSTIC_PANELS', 'nearest_rank', 'percenti
 
 # %% ../nbs/07_conversion.ipynb #0b237664
 import copy, math, time
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
 from .core import check_choice, check_range, check_int, progress
-from .neurons import IFNeuron, direct_coding, set_T, set_reset, spiking_neurons, unfold_time
+from .surrogates import GradKind
+from .neurons import IFNeuron, direct_coding, set_T, set_reset, spiking_neurons, unfold_time, model_state
 from .layers import MaskedConv2d, MaskedLinear, prunable_layers
 from .models import VGG, WideResNet
 from .attacks import eval_mode
@@ -81,19 +84,18 @@ def batch_norms(model:nn.Module): # a model
     "The model's batch-norm modules."
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
-class bn_batch_stats:
+@contextmanager
+def bn_batch_stats(model:nn.Module):
     "Context: the model in eval mode, except BN, which normalises with batch statistics and updates nothing."
-    def __init__(self, model:nn.Module): self.model = model
-    def __enter__(self):
-        self.flags = [(m, m.training) for m in self.model.modules()]
-        self.bns = [(m, m.track_running_stats) for m in batch_norms(self.model)]
-        self.model.eval()
-        for m, _ in self.bns: m.training, m.track_running_stats = True, False
-        return self.model
-    def __exit__(self, *exc):
-        for m, t in self.bns: m.track_running_stats = t
-        for m, t in self.flags: m.training = t
+    tracking = [(m, m.track_running_stats) for m in batch_norms(model)]
+    with model_state(model, train=False):
+        try:
+            for m, _ in tracking: m.training, m.track_running_stats = True, False
+            yield model
+        finally:
+            for m, t in tracking: m.track_running_stats = t
 
+# %% ../nbs/07_conversion.ipynb #ee37a655
 @torch.no_grad()
 def estimate_bn_stats(model:nn.Module, # the SNN (or ANN)
                       batches:list, # image tensors, e.g. from `calibration_batches`
@@ -101,18 +103,14 @@ def estimate_bn_stats(model:nn.Module, # the SNN (or ANN)
                      ) -> nn.Module:
     "Reset every BN's running statistics and estimate them from scratch on `batches` (cumulative average)."
     bns = batch_norms(model)
-    saved_T = {m: m.T for m in model.modules() if hasattr(m, 'T') and isinstance(getattr(m, 'T'), int)}
-    moms, flags = [m.momentum for m in bns], [(m, m.training) for m in model.modules()]
-    try:
-        if T is not None: set_T(model, T)
-        model.eval()
-        for m in bns: m.reset_running_stats(); m.momentum = None; m.train()
-        dev = next(model.parameters()).device
-        for x in batches: model(x.to(dev))
-    finally:
-        for m, mom in zip(bns, moms): m.momentum = mom
-        for m, t in flags: m.training = t
-        for m, t in saved_T.items(): m.T = t
+    moms = [m.momentum for m in bns]
+    with model_state(model, T=T, train=False):
+        try:
+            for m in bns: m.reset_running_stats(); m.momentum = None; m.train()
+            dev = next(model.parameters()).device
+            for x in batches: model(x.to(dev))
+        finally:
+            for m, mom in zip(bns, moms): m.momentum = mom
     return model
 
 # %% ../nbs/07_conversion.ipynb #e52e8bde
@@ -171,12 +169,13 @@ def _calibrate_chain(model, batches, T_c, rho, dev, bar, setter):
 
 class _Stop(Exception): pass
 
+# %% ../nbs/07_conversion.ipynb #03a154d3
 @torch.no_grad()
 def _calibrate_truncate(model, batches, T_c, rho, dev, bar, setter):
     raw = []
     for _, neuron in spiking_neurons(model):
         vals = []
-        def hook(m, inp): vals.append(percentile(inp[0], rho)); raise _Stop
+        def hook(m, inp, vals=vals): vals.append(percentile(inp[0], rho)); raise _Stop
         h = neuron.register_forward_pre_hook(hook)
         try:
             for x in batches:
@@ -191,7 +190,7 @@ def _calibrate_reference(model, batches, T_c, rho, dev, bar, setter):
     raw = []
     for _, neuron in spiking_neurons(model):
         store = []
-        h = neuron.register_forward_hook(lambda m, i, o: store.append(i[0].clone()))
+        h = neuron.register_forward_hook(lambda m, i, o, store=store: store.append(i[0].clone()))
         try:
             for x in batches: model(x.to(dev))          # the whole network, every batch; keep everything
         finally: h.remove()
@@ -203,6 +202,7 @@ def _calibrate_reference(model, batches, T_c, rho, dev, bar, setter):
 def _set_threshold(neuron, v):
     neuron.threshold.data.fill_(max(float(v), neuron.floor))
 
+# %% ../nbs/07_conversion.ipynb #ced7b4fe
 def fed_layers(model:nn.Module # a VGG or WideResNet
               ) -> dict: # {IFNeuron: [masked layers whose input is that neuron's spikes]}
     "Which prunable layers each spiking neuron feeds (through pooling and flattening, not through another neuron)."
@@ -229,6 +229,7 @@ def _set_and_fold(fed, lam):
         for layer in fed.get(neuron, []): layer.weight.mul_(neuron.vth)
     return setter
 
+# %% ../nbs/07_conversion.ipynb #db9a1469
 def calibrate_thresholds(model:nn.Module, # the SNN to calibrate (weights in place; thresholds are overwritten)
                          batches:list, # calibration image tensors (`calibration_batches`)
                          T_c:int=100, # calibration time steps (direct coding)
@@ -246,16 +247,13 @@ def calibrate_thresholds(model:nn.Module, # the SNN to calibrate (weights in pla
     neurons = list(spiking_neurons(model))
     if not neurons: raise ValueError("the model has no spiking neurons (IFNeuron) to calibrate")
     dev = next(model.parameters()).device
-    saved_T = {m: m.T for m in model.modules() if hasattr(m, 'T') and isinstance(getattr(m, 'T'), int)}
-    set_T(model, T_c)
     fn = dict(chain=_calibrate_chain, truncate=_calibrate_truncate, reference=_calibrate_reference)[method]
     setter = _set_and_fold(fed_layers(model), lam) if fold else _set_threshold
     bar = progress(total=len(neurons), desc=f'calibrating thresholds ({method})', leave=False)
     try:
-        with (eval_mode if fold else bn_batch_stats)(model): raw = fn(model, batches, T_c, rho, dev, bar, setter)  # lines 4-12
-    finally:
-        bar.close()
-        for m, t in saved_T.items(): m.T = t
+        with model_state(model, T=T_c), (eval_mode if fold else bn_batch_stats)(model):               # lines 4-12
+            raw = fn(model, batches, T_c, rho, dev, bar, setter)
+    finally: bar.close()
     out = {}
     for (name, neuron), v in zip(neurons, raw):                                    # lines 14-16
         _set_threshold(neuron, lam * v); neuron.threshold.requires_grad_(True)
@@ -280,6 +278,7 @@ def check_compatible(state:dict, # the ANN's state dict
 
 BN_STATS = ('spiking', 'reset', 'ann')
 
+# %% ../nbs/07_conversion.ipynb #5aea8ed2
 def convert(ann, # the robust sparse ANN: a model (any T), or its state dict (then `snn` is required)
             data, # calibration data: a training loader, a list of (x, y) batches or an image tensor
             snn:nn.Module=None, # the model to load the ANN into (same architecture); None: a copy of `ann`
@@ -352,6 +351,7 @@ def _accumulate(acc:dict, z:Tensor, r:Tensor, a_clipped:Tensor):
 def _change(acc:dict, key:str, clean:Tensor, moved:Tensor):
     acc['d' + key] += float((moved - clean).double().pow(2).sum()); acc[key + '0'] += float(clean.double().pow(2).sum())
 
+# %% ../nbs/07_conversion.ipynb #537a05b3
 @torch.no_grad()
 def conversion_diagnostics(ann:nn.Module, # the source ANN (run at T = 0)
                            snn:nn.Module, # its converted (or finetuned) SNN, T > 0, same architecture
@@ -366,7 +366,7 @@ def conversion_diagnostics(ann:nn.Module, # the source ANN (run at T = 0)
     names = [n for n, _ in spiking_neurons(ann)]
     if names != [n for n, _ in neurons]: raise ValueError("`ann` and `snn` have different spiking layers: not the same architecture")
     if ann is snn: raise ValueError("`ann` and `snn` are the same model object: pass the source ANN and its SNN")
-    if any(m.mode.kind == 'relu' for _, m in neurons): raise ValueError("the SNN is in gradient mode 'relu', whose forward "
+    if any(m.mode.kind is GradKind.RELU for _, m in neurons): raise ValueError("the SNN is in gradient mode 'relu', whose forward "
                                                                      "is not spiking: set a spiking mode (e.g. 'pwl:1')")
     for name, xp in (('x_adv_ann', x_adv_ann), ('x_adv_snn', x_adv_snn)):
         if xp is not None and xp.shape != x.shape: raise ValueError(f"{name} has shape {tuple(xp.shape)}, x has {tuple(x.shape)}")
@@ -390,6 +390,7 @@ def conversion_diagnostics(ann:nn.Module, # the source ANN (run at T = 0)
     finally: set_T(ann, saved_T)
     return [_layer_row(n, th[n].item(), acc[n], x_adv_ann is not None, x_adv_snn is not None) for n in th]
 
+# %% ../nbs/07_conversion.ipynb #ca6bb110
 def _layer_row(name, vth, s, ann_moved, snn_moved) -> dict:
     n = s['n']
     cov = s['zr'] / n - s['z'] * s['r'] / n**2
@@ -423,6 +424,7 @@ def plot_conversion_diagnostics(diags:dict, # {label: rows of `conversion_diagno
     fig.suptitle(title, fontsize=10); fig.tight_layout()
     return fig
 
+# %% ../nbs/07_conversion.ipynb #462df5e6
 def diagnostics_table(rows:list # rows of `conversion_diagnostics`
                      ) -> str: # a Markdown table, one line per spiking layer
     "The per-layer diagnostics as a Markdown table (rates and shares in %)."
@@ -433,4 +435,3 @@ def diagnostics_table(rows:list # rows of `conversion_diagnostics`
     head = '| layer | ' + ' | '.join(c + (' %' if c in pct else '') for c in cols) + ' |'
     return '\n'.join([head, '|---' * (len(cols) + 1) + '|'] +
                      ['| ' + r['layer'] + ' | ' + ' | '.join(fmt(c, r[c]) for c in cols) + ' |' for r in rows])
-

@@ -1,4 +1,5 @@
-"""Checked arguments, progress bars, devices, seeding, and checkpoints that survive a crash: written atomically, loaded without unpickling code.
+"""Checked arguments, progress bars, devices, seeding, and checkpoints that survive a crash: written atomically, loaded
+without unpickling code.
 
 Docs: https://robustsparsesnn.github.io/robustsparsesnn/core.html.md"""
 
@@ -12,7 +13,7 @@ __all__ = ['SEED_MAX', 'M_TRIM_THRESHOLD', 'M_MMAP_MAX', 'TMP_PATTERN', 'MAX_DEP
            'package_versions', 'RunInUseError', 'RunDir']
 
 # %% ../nbs/00_core.ipynb #67c40d4e
-import ctypes, ctypes.util, errno, fcntl, hashlib, json, os, pickle, random, re, signal, subprocess, sys, tempfile, shutil, time
+import ctypes, ctypes.util, fcntl, hashlib, json, os, random, re, signal, subprocess, sys, tempfile, shutil, time
 from collections import Counter
 from contextlib import contextmanager
 from importlib import metadata
@@ -43,7 +44,8 @@ def check_range(name:str, # what the value is ("eps", "density", ...)
                 hi_open:bool=False, # exclude `hi` itself
                 finite:bool=True): # also refuse +-inf (an open end is "any finite number", not infinity)
     "Return `value` if it lies in the interval, else raise a `ValueError` that shows the interval."
-    interval = f"{'(' if lo_open or lo is None else '['}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{')' if hi_open or hi is None else ']'}"
+    left, right = '(' if lo_open or lo is None else '[', ')' if hi_open or hi is None else ']'
+    interval = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
     what = 'a finite number' if finite else 'a number'
     if isinstance(value, bool): raise ValueError(f"{name} must be {what} in {interval}, got {value!r}")
     try: v = float(value)
@@ -154,6 +156,7 @@ def _umask() -> int:
 
 TMP_PATTERN = re.compile(r'^\..+\.[A-Za-z0-9_]{8}\.tmp$')   # what `atomic_path` names its temporary files
 
+# %% ../nbs/00_core.ipynb #c4e371a2
 @contextmanager
 def atomic_path(target # the file or folder to create or replace
                ):
@@ -224,6 +227,7 @@ def check_record(path, # the file
 
 # %% ../nbs/00_core.ipynb #57916de4
 _TENSOR = '__tensor__'
+
 MAX_DEPTH = 64   # deeper than any training state (optimizer states nest 4 levels); a crafted skeleton cannot recurse for ever
 
 def _flatten(obj, prefix, tensors):
@@ -244,13 +248,16 @@ def _flatten(obj, prefix, tensors):
 def _unflatten(node, tensors, depth=0):
     "Rebuild the state from its skeleton; a malformed skeleton raises a `ValueError` saying where."
     if depth > MAX_DEPTH: raise ValueError(f"the skeleton nests deeper than {MAX_DEPTH} levels")
-    if not isinstance(node, dict) or len(node) != 1: raise ValueError(f"skeleton node {str(node)[:60]!r} is not one of tensor, dict, list, tuple, value")
+    if not isinstance(node, dict) or len(node) != 1:
+        raise ValueError(f"skeleton node {str(node)[:60]!r} is not one of tensor, dict, list, tuple, value")
     (kind, v), = node.items()
     if kind == _TENSOR:
-        if not isinstance(v, str) or v not in tensors: raise ValueError(f"the skeleton names a tensor {str(v)[:60]!r} the file does not hold")
+        if not isinstance(v, str) or v not in tensors:
+            raise ValueError(f"the skeleton names a tensor {str(v)[:60]!r} the file does not hold")
         return tensors[v]
     if kind == 'value':
-        if not (v is None or isinstance(v, (bool, int, float, str))): raise ValueError(f"skeleton value {str(v)[:60]!r} is not a plain value")
+        if not (v is None or isinstance(v, (bool, int, float, str))):
+            raise ValueError(f"skeleton value {str(v)[:60]!r} is not a plain value")
         return v
     if kind not in ('dict', 'list', 'tuple') or not isinstance(v, list): raise ValueError(f"skeleton node kind {kind!r} is not valid")
     if kind == 'dict':
@@ -260,6 +267,7 @@ def _unflatten(node, tensors, depth=0):
     items = [_unflatten(x, tensors, depth + 1) for x in v]
     return items if kind == 'list' else tuple(items)
 
+# %% ../nbs/00_core.ipynb #ff61ecc0
 def tensors_digest(tensors:dict # name -> tensor
                   ) -> str:
     "SHA-256 (hex) of named tensors: names, dtypes, shapes and bytes, in name order."
@@ -301,6 +309,7 @@ def save_state(path, # the `.safetensors` file to write
         try: save_file(tensors, str(tmp), metadata=header)
         except SafetensorError as e: raise _os_error(e, Path(path)) from None
 
+# %% ../nbs/00_core.ipynb #4eeb147f
 def load_state(path, # a file written by `save_state`
                with_meta:bool=False, # also return the metadata
                device='cpu'): # where to put the tensors
@@ -380,6 +389,7 @@ def _unlock(key:str):
         del _LOCKS[key]
         fcntl.flock(entry[0], fcntl.LOCK_UN); os.close(entry[0])
 
+# %% ../nbs/00_core.ipynb #c08e280d
 class RunDir:
     "A run's folder: config, manifest, checkpoints (`name.safetensors`), JSON files and figures; locked while open."
     def __init__(self, path, # the run's folder (created if missing)

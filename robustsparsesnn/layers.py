@@ -1,4 +1,5 @@
-"""Convolution and linear layers whose effective weight is weight x mask, with HYDRA importance scores and HARP layer densities; normalisation as a layer; batch norm over batch and time.
+"""Convolution and linear layers whose effective weight is weight x mask, with HYDRA importance scores and HARP layer
+densities; normalisation as a layer; batch norm over batch and time.
 
 Docs: https://robustsparsesnn.github.io/robustsparsesnn/layers.html.md"""
 
@@ -45,6 +46,7 @@ class _TopK(torch.autograd.Function):
     def backward(ctx, g):
         return g, (g.sum() if ctx.needs_input_grad[1] else None)
 
+# %% ../nbs/02_layers.ipynb #fdcfa396
 class Masked:
     "What the masked layers share: `mask` (bool buffer), optional HYDRA `scores`, optional HARP `rate`."
     def _init_mask(self):
@@ -52,16 +54,21 @@ class Masked:
         self.register_parameter('scores', None)
         self.register_parameter('rate', None)
         self.register_buffer('k_min', None)
-        self.density = 1.0
+        self.target = None   # HYDRA: the density the scores keep while they are trained (None without scores)
 
     @property
     def fan_in(self) -> int: return self.weight[0].numel()
+
+    @property
+    def density(self) -> float:
+        "Fraction of the weights the layer keeps: derived from the mask in use, never stored beside it."
+        return self.kept / self.weight.numel()
 
     def enable_scores(self, density:float # fraction of weights to keep
                      ):
         "HYDRA: learnable scores s = sqrt(6/fan_in) * w / max|w| (of the masked weight): step 0 = magnitude pruning."
         kept_count(density, 1)
-        self.density = float(density)
+        self.target = float(density)
         w = (self.weight * self.mask).detach()
         self.scores = nn.Parameter(math.sqrt(6 / self.fan_in) * w / w.abs().max().clamp_min(1e-12))
         return self
@@ -79,8 +86,8 @@ class Masked:
         return self
 
     def current_density(self):
-        "The density in use: the HARP density (a tensor) when a rate is on, else `density`."
-        if self.rate is None: return self.density
+        "The density the scores keep: the HARP density (a tensor) when a rate is on, else `target`."
+        if self.rate is None: return self.target
         return torch.sigmoid(self.rate) * (1 - self.k_min) + self.k_min
 
     def mask_in_use(self) -> Tensor:
@@ -96,10 +103,8 @@ class Masked:
     @torch.no_grad()
     def freeze_mask(self):
         "Write the mask in use into the buffer and drop scores and rate."
-        if self.scores is not None:
-            self.density = kept_count(_float(self.current_density()), self.weight.numel()) / self.weight.numel()
-            self.mask.copy_(self.mask_in_use())
-        self.scores, self.rate, self.k_min = None, None, None
+        if self.scores is not None: self.mask.copy_(self.mask_in_use())
+        self.scores, self.rate, self.k_min, self.target = None, None, None, None
         return self
 
     @property

@@ -1,4 +1,5 @@
-"""Magnitude (LWM), HYDRA and HARP pruning of a robust ANN with exact per-layer kept counts, frozen masks, and adversarial finetuning of the sparse weights.
+"""Magnitude (LWM), HYDRA and HARP pruning of a robust ANN with exact per-layer kept counts, frozen masks, and
+adversarial finetuning of the sparse weights.
 
 Docs: https://robustsparsesnn.github.io/robustsparsesnn/pruning.html.md"""
 
@@ -11,7 +12,7 @@ __all__ = ['METHODS', 'PAPER_PRUNE', 'check_density', 'masked_layers', 'masks_of
            'PruneConfig', 'prune']
 
 # %% ../nbs/06_pruning.ipynb #cad7e0fc
-import math, time
+import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -60,7 +61,6 @@ def apply_masks(model:nn.Module, # a model with the same masked layers as the on
                              f"got {m.dtype} of shape {tuple(m.shape)}")
         layer.freeze_mask()  # drops scores and rate
         layer.mask.copy_(m.to(layer.mask.device))
-        layer.density = int(m.sum()) / m.numel()
         if zero_weights: layer.weight.mul_(layer.mask)
     return model
 
@@ -78,6 +78,7 @@ def global_density(model:nn.Module) -> float:
     rows = sparsity_table(model)
     return sum(r['kept'] for r in rows) / sum(r['weights'] for r in rows)
 
+# %% ../nbs/06_pruning.ipynb #4607ede5
 def global_sparsity(model:nn.Module) -> float:
     "1 - sum kept / sum n over the prunable layers (the paper's kappa)."
     return 1 - global_density(model)
@@ -193,7 +194,7 @@ def harp_freeze(model:nn.Module, # a model with HARP rates (modified in place)
     kept, c = fit_densities(n, k, target, floors) if correct else ([kept_count(ki, ni) for ni, ki in zip(n, k)], 1.0)
     for (_, layer), kn, ni in zip(layers, kept, n):
         layer.rate, layer.k_min = None, None
-        layer.density = kn / ni
+        layer.target = kn / ni
         layer.freeze_mask()
         assert layer.kept == kn
     return dict(scale=c, learned=dict(zip([nm for nm, _ in layers], k)),
@@ -234,9 +235,6 @@ PAPER_PRUNE = PruneConfig(scores=TrainConfig(objective='trades', eps=2/255, beta
                                                epochs=30, lr=0.01, weight_decay=1e-4))
 
 # %% ../nbs/06_pruning.ipynb #0f340f88
-def _sync_density(model):
-    for _, layer in masked_layers(model): layer.density = int(layer.mask.sum()) / layer.mask.numel()
-
 def prune(model:nn.Module, # a (robust) model with masked layers; pruned and finetuned in place
           method:str, # 'lwm', 'hydra' or 'harp'
           density:float, # target (global) density = 1 - sparsity, in (0, 1]
@@ -257,7 +255,7 @@ def prune(model:nn.Module, # a (robust) model with masked layers; pruned and fin
     if run is not None and run.has('pruned'):
         state, meta = run.load('pruned', with_meta=True)
         for _, layer in layers: layer.freeze_mask()
-        model.load_state_dict(state['model']); _sync_density(model)
+        model.load_state_dict(state['model'])
         report.update({k: v for k, v in meta.items() if k in ('scale', 'learned', 'learned_global', 'learned_kept_global')})
         if run.file('scores-history.json').exists(): report['history']['scores'] = run.load_json('scores-history.json')
     else:
@@ -277,7 +275,8 @@ def prune(model:nn.Module, # a (robust) model with masked layers; pruned and fin
         if run is not None:
             run.save('pruned', {'model': model.state_dict()},
                      meta={k: report[k] for k in ('method', 'target_density', 'scale', 'learned',
-                                                   'learned_global', 'learned_kept_global') if k in report} | dict(table=sparsity_table(model)))
+                                                   'learned_global', 'learned_kept_global') if k in report}
+                | dict(table=sparsity_table(model)))
     if finetune:
         report['history']['finetune'] = fit(model, loaders, cfg.finetune, run=run, name='finetune')
     report.update(table=sparsity_table(model), global_density=global_density(model),

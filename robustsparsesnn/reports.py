@@ -15,7 +15,7 @@ __all__ = ['amplification', 'where_the_gap_opens', 'sparse_dense_markdown', 'sum
 import torch
 
 from .core import RunDir
-from .evaluation import accuracy, unpack_mask
+from .statistics import accuracy, unpack_mask
 from .pruning import sparsity_table
 
 # %% ../nbs/12_reports.ipynb #2dbe08e2
@@ -56,6 +56,7 @@ def where_the_gap_opens(m:dict # metrics.json
     change, where = min((steps[1][1] - steps[0][1], 'threshold balancing'), (steps[2][1] - steps[1][1], 'finetuning'))
     return text + (f" The gap opens at {where} ({100 * change:+.1f} points)." if change < -0.02 else "")
 
+# %% ../nbs/12_reports.ipynb #243f22c5
 def sparse_dense_markdown(m:dict, # metrics.json
                           diag:dict, # diagnostics.json
                           first_layer:dict=None # the first row of the sparse model's `sparsity_table`, or None
@@ -83,6 +84,7 @@ def sparse_dense_markdown(m:dict, # metrics.json
                   "", "![conversion](figures/conversion.png)"]
     return '\n'.join(lines)
 
+# %% ../nbs/12_reports.ipynb #9afc93ea
 def summary_markdown(m:dict # metrics.json of a run
                     ) -> str:
     "The run's headline table: clean and robust accuracy (with n and intervals where measured), spikes and energy of each model."
@@ -150,10 +152,12 @@ def plot_summary(m:dict, # metrics from `collect_metrics`
     fig, ax = plt.subplots(figsize=(6, 2.8))
     xs = np.arange(len(rows))
     ax.bar(xs - 0.2, [m[r[1]] for r in rows], 0.4, label='clean')
-    ax.bar(xs + 0.2, [m[r[2]] or 0 for r in rows], 0.4, label=f"PGD (ANN) / {'worst case' if wc else 'PGD$_{ens}$'} (SNN), eps={m['eps'] * 255:.3g}/255")
+    ax.bar(xs + 0.2, [m[r[2]] or 0 for r in rows], 0.4, label=f"PGD (ANN) / {'worst case' if wc else 'PGD$_{ens}$'} (SNN), "
+                                                              f"eps={m['eps'] * 255:.3g}/255")
     ax.set_xticks(xs, [r[0] for r in rows]); ax.set_ylim(0, 1); ax.set_ylabel('test accuracy'); ax.legend(fontsize=8)
     ax.grid(axis='y', alpha=0.3); fig.tight_layout(); fig.savefig(path, dpi=90); plt.close(fig)
 
+# %% ../nbs/12_reports.ipynb #8bfab6f3
 def plot_densities(model, # the sparse model
                    path): # the PNG to write
     "Kept fraction of each prunable layer."
@@ -203,15 +207,17 @@ def sweep_markdown(rows:list # from `sweep`
         return out
     out = table('method', lambda r: f"{100 * r['snn_clean_acc']:.1f} / {100 * r['snn_pgd_ens_acc']:.1f}")
     if any(r.get('energy_ratio_vs_dense') for r in rows):
-        out += [''] + table('E_dense / E (Eq. 12)', lambda r: '–' if r.get('energy_ratio_vs_dense') is None else f"{r['energy_ratio_vs_dense']:.2f}")
+        ratio = lambda r: '–' if r.get('energy_ratio_vs_dense') is None else f"{r['energy_ratio_vs_dense']:.2f}"
+    out += [''] + table('E_dense / E (Eq. 12)', ratio)
     return '\n'.join(out)
 
 # %% ../nbs/12_reports.ipynb #471f46a4
 def ablation_markdown(res:dict # as returned by `ablate` (or its JSON)
                      ) -> str:
     "The ablation table: per model and variant, clean and robust accuracy right after conversion and after finetuning."
-    lines = [f"| model | variant | converted: clean | converted: PGD_ens-4 | finetuned: clean | finetuned: PGD_ens-4 | "
-             f"finetuned: worst case | vs paper (worst case, else PGD_ens-4; paired) | seconds |", "|---|---|---:|---:|---:|---:|---:|---|---:|"]
+    lines = ["| model | variant | converted: clean | converted: PGD_ens-4 | finetuned: clean | finetuned: PGD_ens-4 | "
+             "finetuned: worst case | vs paper (worst case, else PGD_ens-4; paired) | seconds |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|"]
     pct = lambda v, i: f"{100 * v:.1f} [{100 * i[0]:.0f}, {100 * i[1]:.0f}]"
     for key, r in res['rows'].items():
         c, f = r['converted'], r['finetuned']
@@ -219,8 +225,10 @@ def ablation_markdown(res:dict # as returned by `ablate` (or its JSON)
         p = pr.get('worst_case', pr.get('robust'))
         vs = '' if p is None else f"{100 * p['difference']:+.1f} (p = {p['p']:.2g})"
         wc = pct(f['worst_case'], f['worst_case_interval']) if 'worst_case' in f else '–'
-        lines.append(f"| {r['model']} | {r['variant']} | {pct(c['clean'], c['clean_interval'])} | {pct(c['robust'], c['robust_interval'])} | "
-                     f"{pct(f['clean'], f['clean_interval'])} | {pct(f['robust'], f['robust_interval'])} | {wc} | {vs} | {r['seconds']:.0f} |")
+        lines.append(f"| {r['model']} | {r['variant']} | {pct(c['clean'], c['clean_interval'])} | "
+                     f"{pct(c['robust'], c['robust_interval'])} | "
+                     f"{pct(f['clean'], f['clean_interval'])} | {pct(f['robust'], f['robust_interval'])} | {wc} | {vs} | "
+                     f"{r['seconds']:.0f} |")
     claims = [f"- {k.split('/', 1)[1]}: sparse minus dense, clean {100 * v['clean']['difference']:+.1f} points "
               f"({v['clean']['verdict']})" + (f", worst case {100 * v['worst_case']['difference']:+.1f} points "
               f"(95% CI {100 * v['worst_case']['interval'][0]:+.1f} to {100 * v['worst_case']['interval'][1]:+.1f}; "
@@ -259,7 +267,8 @@ def _claim_cell(c:dict) -> str:
 
 def claims_table(claims:dict # {data set title: its claims (from its results files)}
                 ) -> str:
-    "The README's results table: a row per claim, a column per data set, each cell the paired difference with its 95% interval, n and verdict."
+    """The README's results table: a row per claim, a column per data set, each cell the paired difference with its 95%
+    interval, n and verdict."""
     rows = {}
     for title, cs in claims.items():
         for c in cs: rows.setdefault((c['id'], c['claim']), {})[title] = _claim_cell(c)
@@ -275,7 +284,8 @@ def _ci(a:dict) -> str:
 def cells_markdown(cells:list, # the `cells` of a sweep's results file
                    key:str='pgd_ens' # which accuracy: 'clean', 'pgd_ens', 'ann_clean', 'ann_pgd'
                   ) -> str:
-    "Table B1 for one accuracy: a row per pruning method, a column per sparsity, each cell with its interval; the dense run starts every row."
+    """Table B1 for one accuracy: a row per pruning method, a column per sparsity, each cell with its interval; the dense
+    run starts every row."""
     levels = sorted({c['sparsity'] for c in cells})
     dense = [c for c in cells if c['method'] == 'dense']
     out = [f"| {key} (n = {cells[0][key]['n']}) | " + ' | '.join(f'{100 * v:g}%' for v in levels) + ' |', '|---|' + '---:|' * len(levels)]
@@ -319,7 +329,8 @@ def plot_figure1(arms:dict, # the `arms` of a Figure 1 results file: {arm: {hist
     for i, key in enumerate(('clean', 'pgd_ens')):
         xs = [j + 0.35 * i for j in range(len(arms))]
         ys = [a[key]['acc'] for a in arms.values()]
-        err = [[a[key]['acc'] - a[key]['interval'][0] for a in arms.values()], [a[key]['interval'][1] - a[key]['acc'] for a in arms.values()]]
+        err = [[a[key]['acc'] - a[key]['interval'][0] for a in arms.values()],
+           [a[key]['interval'][1] - a[key]['acc'] for a in arms.values()]]
         axes[1].bar(xs, ys, 0.35, yerr=err, capsize=3, label=f"{key} (n = {next(iter(arms.values()))[key]['n']})")
     axes[1].set_xticks([j + 0.17 for j in range(len(arms))], list(arms), fontsize=8); axes[1].set_ylim(0, 1)
     axes[1].set_ylabel('test accuracy'); axes[1].legend(fontsize=7); axes[1].grid(axis='y', alpha=0.3); fig.tight_layout()
@@ -332,12 +343,15 @@ def worst_case(table1:list, # the `table1` of an attacks results file
     "The SNN's robust accuracy under every attack of Table 1 at once, per budget: a sample counts only if it survives them all."
     out = {}
     for e in table1:
-        if e['model'] == 'snn' and not (white_box and e['queries']): out.setdefault(e['eps_label'], []).append(unpack_mask(e['bits'], e['n']))
+        if e['model'] == 'snn' and not (white_box and e['queries']):
+            out.setdefault(e['eps_label'], []).append(unpack_mask(e['bits'], e['n']))
     return {lab: accuracy(torch.stack(bits).all(0)) for lab, bits in out.items()}
 
-def table1_markdown(table1:list # the `table1` of an attacks results file: entries {model, attack, eps_label, queries, acc, interval, n, bits}
+# %% ../nbs/12_reports.ipynb #bd4f8bed
+def table1_markdown(table1:list # an attacks results file's `table1`: {model, attack, eps_label, queries, acc, interval, n, bits}
                    ) -> str:
-    "Table 1: robust accuracy (%) of the SNN and its source ANN under every attack, a column per budget, with 95% intervals; last, the SNN's worst case."
+    """Table 1: robust accuracy (%) of the SNN and its source ANN under every attack, a column per budget, with 95%
+    intervals; last, the SNN's worst case."""
     labels = list(dict.fromkeys(e['eps_label'] for e in sorted(table1, key=lambda e: e['eps'])))
     rows = {}
     for e in table1:
@@ -360,7 +374,8 @@ def members_markdown(members:dict, # {surrogate: accuracy} of FGSM with each mem
 def accuracies_markdown(rows:dict, # {row label: {column: accuracy dict}}
                         corner:str='' # the top-left cell
                        ) -> str:
-    "A table of accuracies with their intervals: Table B3 (rows: iterations), Table B4 (rows: pretraining), the conversion gap (rows: schemes)."
+    """A table of accuracies with their intervals: Table B3 (rows: iterations), Table B4 (rows: pretraining), the
+    conversion gap (rows: schemes)."""
     cols = list(dict.fromkeys(c for r in rows.values() for c in r))
     out = [f"| {corner} | " + ' | '.join(cols) + ' |', '|---|' + '---:|' * len(cols)]
     out += [f"| {k} | " + ' | '.join(_ci(r[c]) if c in r else '' for c in cols) + ' |' for k, r in rows.items()]
@@ -386,13 +401,15 @@ def plot_layer_densities(cells:list, # the `cells` of a sweep's results file (ea
             if c['sparsity'] != s or not c.get('layers'): continue
             ax.plot(range(len(c['layers'])), [l['density'] for l in c['layers']], 'o-', label=c['method'].upper(), alpha=0.8)
         ax.axhline(1 - s, color='gray', ls='--', lw=1)
-        names = [f"{l['layer'].replace('features.', 'f').replace('classifier.', 'c')}" for l in next(c for c in cells if c.get('layers'))['layers']]
+        layers = next(c for c in cells if c.get('layers'))['layers']
+        names = [l['layer'].replace('features.', 'f').replace('classifier.', 'c') for l in layers]
         ax.set_xticks(range(len(names)), names, fontsize=7, rotation=60); ax.set_yscale('log')
         ax.set_title(f'{100 * s:g}% sparsity (dashed: uniform)', fontsize=9); ax.set_ylabel('kept / weights'); ax.legend(fontsize=7)
     fig.tight_layout()
     if path is None: return fig
     fig.savefig(path, dpi=90); plt.close(fig)
 
+# %% ../nbs/12_reports.ipynb #f9b9de8a
 def plot_conversion(converted:list, # the `converted` of a conversion results file
                     ann:dict=None, # the sparse ANN's accuracy, drawn as a line
                     path=None): # a PNG to write (None: return the figure)

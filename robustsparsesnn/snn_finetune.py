@@ -1,4 +1,6 @@
-"""Eq. 8/9: TRADES-style finetuning of the converted sparse SNN with RFGSM, BPTT through the piecewise linear surrogate, masks frozen; and the end-to-end sparse adversarial training baseline (random or ANN connectivity, V_th = 1).
+"""Eq. 8/9: TRADES-style finetuning of the converted sparse SNN with RFGSM, BPTT through the piecewise linear
+surrogate, masks frozen; and the end-to-end sparse adversarial training baseline (random or ANN connectivity, V_th =
+1).
 
 Docs: https://robustsparsesnn.github.io/robustsparsesnn/snn_finetune.html.md"""
 
@@ -64,6 +66,7 @@ def random_mask(shape, # the weight's shape
     return topk_mask(torch.rand(shape, generator=generator), kept)
 
 CONNECTIVITY = ('random', 'ann')
+
 INITS = ('sparse', 'model')
 
 @torch.no_grad()
@@ -78,6 +81,7 @@ def sparse_kaiming_(layer:nn.Module, # a masked layer (its mask in use decides t
     layer.weight.copy_(w * std.to(w.device) * m)
     return layer
 
+# %% ../nbs/08_snn_finetune.ipynb #80a76feb
 @torch.no_grad()
 def e2e_snn(model:nn.Module, # a freshly initialised model of the ANN's architecture
             reference:nn.Module, # the sparse ANN: its masks ('ann') or its per-layer kept counts ('random')
@@ -98,7 +102,7 @@ def e2e_snn(model:nn.Module, # a freshly initialised model of the ANN's architec
     for (_, l), (_, r) in zip(mine, ref):
         r_mask = r.mask_in_use()
         m = r_mask.clone() if connectivity == 'ann' else random_mask(l.weight.shape, int(r_mask.sum()), g)
-        l.freeze_mask(); l.mask.copy_(m.to(l.mask.device)); l.density = int(m.sum()) / m.numel()
+        l.freeze_mask(); l.mask.copy_(m.to(l.mask.device))
         if init == 'sparse': sparse_kaiming_(l, g)
     mask_weights_(model)
     for _, n in spiking_neurons(model): n.threshold.fill_(vth)

@@ -1,4 +1,5 @@
-"""TRADES and PGD adversarial training (Eq. 4, Eq. 8), one resumable loop for every stage that trains: ANN pretraining, pruning, SNN finetuning.
+"""TRADES and PGD adversarial training (Eq. 4, Eq. 8), one resumable loop for every stage that trains: ANN pretraining,
+pruning, SNN finetuning.
 
 Docs: https://robustsparsesnn.github.io/robustsparsesnn/training.html.md"""
 
@@ -9,16 +10,16 @@ __all__ = ['OBJECTIVES', 'PAPER_PRETRAIN', 'robust_loss', 'TrainConfig', 'mask_g
            'train_epoch', 'evaluate', 'fit']
 
 # %% ../nbs/05_training.ipynb #3951f340
-import math, time
-from dataclasses import dataclass, asdict, fields, replace
+import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from .core import (check_choice, check_range, check_int, check_seed, progress, get_device, RunDir,
-                                  get_rng_state, set_rng_state)
-from .attacks import make_attack, robust_accuracy, kl_loss, eval_mode
+from .core import (check_choice, check_range, check_int, check_seed, progress, RunDir, get_rng_state, set_rng_state)
+from .attacks import robust_accuracy, kl_loss
+from .autoattack import ATTACKS, make_attack
 from .layers import prunable_layers
 
 # %% ../nbs/05_training.ipynb #5e7d8896
@@ -73,15 +74,16 @@ class TrainConfig:
         check_range('weight_decay', self.weight_decay, 0)
         check_choice('schedule', self.schedule, ('cosine', 'constant'))
         check_choice('select', self.select, ('robust', 'clean'))
-        if self.objective == 'trades' and not self.attack.endswith('-kl'):
+        kl = ATTACKS[self.attack].fixed.get('loss') == 'kl'
+        if self.objective == 'trades' and not kl:
             raise ValueError(f"TRADES maximises the KL term: attack must be 'pgd-kl' or 'rfgsm-kl', got {self.attack!r}")
-        if self.objective == 'pgd-at' and self.attack.endswith('-kl'):
+        if self.objective == 'pgd-at' and kl:
             raise ValueError(f"PGD-AT maximises the cross entropy: attack must be 'pgd', 'rfgsm' or 'fgsm', got {self.attack!r}")
 
     def make_attack(self, seed:int):
         "The inner-maximisation attack, with its own seeded random stream."
         kw = dict(eps=self.eps, seed=seed)
-        if self.attack.startswith('pgd'): kw['steps'] = self.attack_steps
+        if 'steps' in ATTACKS[self.attack].settings(): kw['steps'] = self.attack_steps
         return make_attack(self.attack, **kw)
 
 # %% ../nbs/05_training.ipynb #7c2dfc19

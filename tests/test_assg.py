@@ -11,9 +11,11 @@ import math
 import torch
 from torch import nn
 import torch.nn.functional as F
-from robustsparsesnn.neurons import IFNeuron, ASSG, adaptive_gradients, if_reference
-from robustsparsesnn.attacks import SAPGD, project
-from robustsparsesnn.evaluation import ASSGAttack
+from robustsparsesnn.surrogates import ASSG
+from robustsparsesnn.neurons import IFNeuron, adaptive_gradients, if_reference
+from robustsparsesnn.attacks import project
+from robustsparsesnn.autoattack import SAPGD
+from robustsparsesnn.ensembles import ASSGAttack
 
 
 class TinySNN(nn.Module):
@@ -21,7 +23,8 @@ class TinySNN(nn.Module):
     def __init__(self, T=4, seed=0):
         super().__init__()
         torch.manual_seed(seed)
-        self.T, self.l1, self.n1, self.l2, self.n2, self.l3 = T, nn.Linear(12, 16), IFNeuron(0.6, T=T), nn.Linear(16, 10), IFNeuron(0.5, T=T), nn.Linear(10, 5)
+        self.T, self.l1, self.n1 = T, nn.Linear(12, 16), IFNeuron(0.6, T=T)
+        self.l2, self.n2, self.l3 = nn.Linear(16, 10), IFNeuron(0.5, T=T), nn.Linear(10, 5)
 
     def forward(self, x):
         h = self.l1(x.flatten(1)).repeat(self.T, 1)
@@ -109,6 +112,7 @@ def published_sapgd(model, x, y, x0, eps, steps):
         return xa.grad.detach()
     xa, g, step = x0.clone(), grad(x0), eps * torch.ones(len(x), 1, dtype=x.dtype)
     k, counter, seen = steps_2, 0, [x0.clone()]
+    m = v = None                      # the running moments, set at the first iteration
     for i in range(steps):
         gm = g / g.abs().mean(1, keepdim=True)
         g2 = g ** 2 / (g ** 2).abs().mean(1, keepdim=True)

@@ -1,5 +1,4 @@
-"Property tests and real-data checks of `robustsparsesnn.attacks` (the notebook 04_attacks holds the quick ones)."
-import time
+"Property tests and real-data checks of `robustsparsesnn.attacks` and `autoattack` (notebooks 04a and 04b hold the quick ones)."
 
 import pytest
 import torch
@@ -7,8 +6,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st, HealthCheck
 
-from robustsparsesnn.attacks import (ATTACKS, APGD, FGSM, PGD, RFGSM, Square, apgd_checkpoints, ce_loss, eval_mode,
-                                     kl_loss, make_attack, margin_loss, reference_check, robust_accuracy, square_p)
+from helpers import reference_check
+
+from robustsparsesnn.attacks import FGSM, PGD, RFGSM, ce_loss, kl_loss, margin_loss, robust_accuracy
+from robustsparsesnn.autoattack import ATTACKS, APGD, Square, apgd_checkpoints, make_attack, square_p
 
 SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FAST = {'apgd-ce': dict(steps=6), 'apgd-dlr': dict(steps=6), 'square': dict(n_queries=25), 'pgd': dict(steps=3),
@@ -195,7 +196,7 @@ def test_schedules():
 
 @pytest.fixture(scope='module')
 def fmnist():
-    from robustsparsesnn.data import load_dataset
+    from robustsparsesnn.datafiles import load_dataset
     (xtr, ytr), (xte, yte) = (load_dataset('fashion-mnist', s, download=False) for s in ('train', 'test'))
     return xtr.float() / 255, ytr, xte.float() / 255, yte
 

@@ -1,6 +1,5 @@
 "Checkpoints survive a real crash: a writer killed with SIGKILL mid-write leaves the previous checkpoint intact."
-import os, pickle, signal, subprocess, sys, textwrap, time
-from pathlib import Path
+import os, pickle, signal, subprocess, sys, textwrap
 
 import pytest
 import torch

@@ -10,11 +10,15 @@ import numpy as np
 import torch.nn.functional as F
 from PIL import Image
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 import robustsparsesnn.data as D
-from robustsparsesnn.data import (DATASETS, channel_stats, find_data, get_loaders, load_dataset, load_classes,
-                                  stratified_split, synthetic_spec, write_idx)
+import robustsparsesnn.datafiles as DF
+import robustsparsesnn.datasets as DS
+from robustsparsesnn.data import get_loaders, stratified_split
+from robustsparsesnn.datasets import DATASETS, channel_stats, synthetic_spec
+from robustsparsesnn.datafiles import find_data, load_dataset, load_classes
+from helpers import write_idx
 
 
 def jpeg(img: torch.Tensor) -> bytes:
@@ -85,7 +89,7 @@ def test_real_cifar_jpeg_class_order_and_cache_speed():
     load_dataset('cifar10-jpeg', 'train', download=False)                # make sure it is cached
     t = time.perf_counter(); x, _ = load_dataset('cifar10-jpeg', 'train', download=False); int(x.sum())
     print(f'cached CIFAR-10 (JPEG) train: {time.perf_counter() - t:.2f} s')   # a number, not an assertion
-    assert load_classes('cifar10-jpeg') == list(D.CIFAR10_CLASSES)
+    assert load_classes('cifar10-jpeg') == list(DS.CIFAR10_CLASSES)
 
 
 @pytest.mark.parametrize('name', ['fashion-mnist', 'cifar10-jpeg'])
@@ -94,38 +98,38 @@ def test_real_cache_records_and_passes_its_checks(name):
     spec = DATASETS[name]
     for split in ('train', 'test'):
         x, y = load_dataset(name, split, download=False)
-        path = D._cache_folder(spec, src) / f'{split}.safetensors'
+        path = DF._cache_folder(spec, src) / f'{split}.safetensors'
         with safe_open(str(path), 'pt') as f: meta = f.metadata()
         assert (meta['count'], json.loads(meta['shape']), meta['dtype']) == (str(len(y)), list(x.shape), 'uint8')
         assert (meta['label_min'], meta['label_max']) == ('0', '9')
         assert meta['source_verified'] == ('true' if name == 'fashion-mnist' else 'false'), meta['source_check']
-        t = time.perf_counter(); D._read_cache(spec, split, path)
+        t = time.perf_counter(); DF._read_cache(spec, split, path)
         print(f'{spec.title} {split}: {x.numel() / 1e6:.0f} MB checked in {time.perf_counter() - t:.2f} s')   # a number, not an assertion
 
 
 def test_real_fashion_mnist_is_the_published_content(tmp_path):
     src = _real('fashion-mnist')
     spec = DATASETS['fashion-mnist']
-    assert D._verify_source(spec, src).startswith('verified')
+    assert DF._verify_source(spec, src).startswith('verified')
     # the label files, compressed again (another gzip header, another md5) or uncompressed, still pass; changed, they fail
     for name in ('train-labels-idx1-ubyte', 't10k-labels-idx1-ubyte'):
-        gz_md5, raw_md5 = D._FASHION_MD5[name]
+        gz_md5, raw_md5 = DF._FASHION_MD5[name]
         raw = gzip.decompress((src / f'{name}.gz').read_bytes())
         with gzip.GzipFile(tmp_path / f'{name}.gz', 'wb', mtime=12345) as f: f.write(raw)
         assert hashlib.md5((tmp_path / f'{name}.gz').read_bytes()).hexdigest() != gz_md5
-        D._check_idx_file(spec, tmp_path / f'{name}.gz')
+        DF._check_idx_file(spec, tmp_path / f'{name}.gz')
         (tmp_path / name).write_bytes(raw)
-        D._check_idx_file(spec, tmp_path / name)
+        DF._check_idx_file(spec, tmp_path / name)
         changed = bytearray(raw); changed[-1] = (changed[-1] + 1) % 10           # one label differs
         (tmp_path / name).write_bytes(bytes(changed))
         with pytest.raises(ValueError, match=rf'{name} is not the published Fashion-MNIST file: md5 [0-9a-f]{{32}}, published {raw_md5}\.'):
-            D._check_idx_file(spec, tmp_path / name)
+            DF._check_idx_file(spec, tmp_path / name)
         with gzip.GzipFile(tmp_path / f'{name}.gz', 'wb') as f: f.write(bytes(changed))
         with pytest.raises(ValueError, match=rf'published {gz_md5}; decompressed, md5 [0-9a-f]{{32}}, published {raw_md5}'):
-            D._check_idx_file(spec, tmp_path / f'{name}.gz')
+            DF._check_idx_file(spec, tmp_path / f'{name}.gz')
         (tmp_path / f'{name}.gz').write_bytes((src / f'{name}.gz').read_bytes()[:1000])                 # truncated
         with pytest.raises(ValueError, match=r'it does not decompress \(EOFError'):
-            D._check_idx_file(spec, tmp_path / f'{name}.gz')
+            DF._check_idx_file(spec, tmp_path / f'{name}.gz')
 
 
 # ---------------------------------------------------------------------------------------------- Fashion-MNIST (IDX)
@@ -190,7 +194,7 @@ def colour(k, n=10):
     return torch.tensor([(37 * k) % 256, (91 * k + 40) % 256, 255 - 25 * k], dtype=torch.uint8)
 
 
-def make_jpeg_tree(folder: Path, per_class=(3, 2), classes=D.CIFAR10_CLASSES, size=32):
+def make_jpeg_tree(folder: Path, per_class=(3, 2), classes=DS.CIFAR10_CLASSES, size=32):
     for split, n in zip(('train', 'test'), per_class):
         for k, c in enumerate(classes):
             (folder / split / c).mkdir(parents=True, exist_ok=True)
@@ -240,7 +244,7 @@ def test_jpeg_tarball_corrupted_leaves_no_cache(tmp_path, fresh_cache, damage):
 def test_pillow_fallback_decodes_the_same(tmp_path, fresh_cache, monkeypatch):
     make_jpeg_tree(tmp_path / 'cifar10-jpeg', per_class=(2, 1))
     x, _ = load_dataset('cifar10-jpeg', 'train', root=tmp_path)
-    monkeypatch.setattr(D, 'decode_image', None)
+    monkeypatch.setattr(DF, 'decode_image', None)
     monkeypatch.setenv('RSNN_CACHE', str(tmp_path / 'cache2'))
     x2, _ = load_dataset('cifar10-jpeg', 'train', root=tmp_path)
     assert (x.int() - x2.int()).abs().max() <= 2
@@ -316,7 +320,7 @@ def make_tiny(root: Path, n_train=4, n_val=3):
             if i == 0: img = img.float().mean(0, keepdim=True).round().to(torch.uint8)      # a greyscale JPEG
             (t / 'train' / w / 'images' / f'{w}_{i}.JPEG').write_bytes(jpeg(img))
     lines, j = [], 0
-    for i in range(n_val):
+    for _ in range(n_val):
         for k in (2, 0, 1):                                          # interleaved classes, as in the real file
             img = colour(k)[:, None, None].expand(3, 64, 64).contiguous()
             (t / 'val' / 'images' / f'val_{j}.JPEG').write_bytes(jpeg(img))
@@ -362,16 +366,16 @@ def test_tinyimagenet_bad_annotation(tmp_path, fresh_cache):
 # ---------------------------------------------------------------------------------------------- published checksums
 def test_published_checksums_are_those_torchvision_lists():
     import torchvision.datasets as tvd
-    assert {u.rsplit('/', 1)[-1]: md5 for u, md5 in tvd.FashionMNIST.resources} == {f'{k}.gz': v[0] for k, v in D._FASHION_MD5.items()}
-    assert (tvd.CIFAR10.filename, tvd.CIFAR10.tgz_md5) == D._ARCHIVE_MD5['cifar10']
-    assert (tvd.CIFAR100.filename, tvd.CIFAR100.tgz_md5) == D._ARCHIVE_MD5['cifar100']
+    assert {u.rsplit('/', 1)[-1]: md5 for u, md5 in tvd.FashionMNIST.resources} == {f'{k}.gz': v[0] for k, v in DF._FASHION_MD5.items()}
+    assert (tvd.CIFAR10.filename, tvd.CIFAR10.tgz_md5) == DF._ARCHIVE_MD5['cifar10']
+    assert (tvd.CIFAR100.filename, tvd.CIFAR100.tgz_md5) == DF._ARCHIVE_MD5['cifar100']
 
 
 @pytest.mark.parametrize('gz', [True, False])
 def test_fixture_under_the_published_names_is_refused(tmp_path, fresh_cache, gz):
     make_idx(tmp_path / 'fm', gz=gz)
     name = 'train-images-idx3-ubyte' + ('.gz' if gz else '')
-    want = D._FASHION_MD5['train-images-idx3-ubyte'][0 if gz else 1]
+    want = DF._FASHION_MD5['train-images-idx3-ubyte'][0 if gz else 1]
     found = hashlib.md5((tmp_path / 'fm' / name).read_bytes()).hexdigest()
     with pytest.raises(ValueError) as e:
         load_dataset('fashion-mnist', root=tmp_path / 'fm')
@@ -394,13 +398,13 @@ def test_cifar_archive_checked_against_its_published_md5(tmp_path, fresh_cache, 
     monkeypatch.setattr(tvc, 'check_integrity', lambda *a, **k: True)      # our fake batches have other md5s
     base = 'cifar-100-python' if name == 'cifar100' else 'cifar-10-batches-py'
     make_cifar_batches(tmp_path / 'b' / base, c100=name == 'cifar100')
-    archive = tmp_path / 'data' / D._ARCHIVE_MD5[name][0]; archive.parent.mkdir()
+    archive = tmp_path / 'data' / DF._ARCHIVE_MD5[name][0]; archive.parent.mkdir()
     with tarfile.open(archive, 'w:gz') as tf: tf.add(tmp_path / 'b' / base, arcname=base)
     found = hashlib.md5(archive.read_bytes()).hexdigest()
     with pytest.raises(ValueError) as e:
         load_dataset(name, root=tmp_path / 'data')
     msg = str(e.value)
-    assert f'{archive} is not the published' in msg and found in msg and D._ARCHIVE_MD5[name][1] in msg
+    assert f'{archive} is not the published' in msg and found in msg and DF._ARCHIVE_MD5[name][1] in msg
     assert 'verify=False' in msg and 'www.cs.toronto.edu/~kriz/cifar.html' in msg
     assert cache_files(fresh_cache) == []
     assert load_dataset(name, root=tmp_path / 'data', verify=False)[0].shape == (30 if name == 'cifar10' else 6, 3, 32, 32)
@@ -424,11 +428,12 @@ def _metadata(path):
 
 def _relabel(x, y, m, label):
     bad = y.clone(); bad[0] = label
-    return {'images': x, 'labels': bad}, m | {'label_min': str(int(bad.min())), 'label_max': str(int(bad.max())), 'sha256': D._digest(x, bad)}
+    return {'images': x, 'labels': bad}, m | {'label_min': str(int(bad.min())), 'label_max': str(int(bad.max())),
+                                              'sha256': DF._digest(x, bad)}
 
 def _crop(x, y, m):
     x28 = x[:, :, 2:30, 2:30].contiguous()
-    return {'images': x28, 'labels': y}, m | {'shape': json.dumps(list(x28.shape)), 'sha256': D._digest(x28, y)}
+    return {'images': x28, 'labels': y}, m | {'shape': json.dumps(list(x28.shape)), 'sha256': DF._digest(x28, y)}
 
 def _flip_bit(x, y, m):
     x = x.clone(); x[3, 0, 5, 5] ^= 1
@@ -447,16 +452,20 @@ CACHE_DAMAGE = {
     '100 images': (lambda p, x, y, m: save_file({'images': x[:1].repeat(100, 1, 1, 1), 'labels': y[:1].repeat(100)}, str(p), m),
                    'it holds 100 images and (100,) labels; its metadata says 30'),
     'count in metadata': (lambda p, x, y, m: save_file({'images': x, 'labels': y}, str(p), m | {'count': '31'}), 'its metadata says 31'),
-    'metadata damaged': (lambda p, x, y, m: save_file({'images': x, 'labels': y}, str(p), m | {'count': 'thirty'}), 'its metadata is damaged'),
-    'images 28x28': (lambda p, x, y, m: _write(p, _crop(x, y, m)), 'images have shape (30, 1, 28, 28); Fashion-MNIST has (N, *(1, 32, 32))'),
+    'metadata damaged': (lambda p, x, y, m: save_file({'images': x, 'labels': y}, str(p), m | {'count': 'thirty'}), 'its metadata is '
+                                                                                                                    'damaged'),
+    'images 28x28': (lambda p, x, y, m: _write(p, _crop(x, y, m)),
+                     'images have shape (30, 1, 28, 28); Fashion-MNIST has (N, *(1, 32, 32))'),
     'float images': (lambda p, x, y, m: save_file({'images': x.float(), 'labels': y}, str(p), m), 'images are torch.float32'),
     'int32 labels': (lambda p, x, y, m: save_file({'images': x, 'labels': y.int()}, str(p), m), 'labels torch.int32'),
     'label 10': (lambda p, x, y, m: _write(p, _relabel(x, y, m, 10)), '..10 lie outside 0..9'),
     'label -1': (lambda p, x, y, m: _write(p, _relabel(x, y, m, -1)), 'labels -1..'),
-    'label range in metadata': (lambda p, x, y, m: save_file({'images': x, 'labels': y}, str(p), m | {'label_min': '5'}), 'its metadata says 5..'),
+    'label range in metadata': (lambda p, x, y, m: save_file({'images': x, 'labels': y}, str(p), m | {'label_min': '5'}), 'its metadata '
+                                                                                                                          'says 5..'),
     'one bit': (lambda p, x, y, m: _write(p, _flip_bit(x, y, m)), 'the sha256 of its images and labels is not the one written'),
     'the test split': (lambda p, x, y, m: shutil.copyfile(p.parent / 'test.safetensors', p), "it holds 'fashion-mnist' 'test'"),
-    'another tensor': (lambda p, x, y, m: save_file({'images': x, 'labels': y, 'extra': y.clone()}, str(p), m), "the tensors ['extra', 'images', 'labels']"),
+    'another tensor': (lambda p, x, y, m: save_file({'images': x, 'labels': y, 'extra': y.clone()}, str(p), m), "the tensors ['extra', "
+                                                                                                                "'images', 'labels']"),
 }
 
 
@@ -480,12 +489,12 @@ def test_damaged_cache_is_decoded_again_once(tmp_path, fresh_cache, damage):
 
 def test_cache_that_still_fails_is_an_error(tmp_path, fresh_cache, monkeypatch):
     make_idx(tmp_path / 'fm')
-    save = D.save_file
+    save = DF.save_file
     no_hash = lambda tensors, path, metadata=None: save(tensors, path, {k: v for k, v in metadata.items() if k != 'sha256'})
     load_dataset('fashion-mnist', 'train', root=tmp_path / 'fm', verify=False)
     (path,) = [p for p in cache_files(fresh_cache) if p.name == 'train.safetensors']
     path.write_bytes(b'')
-    monkeypatch.setattr(D, 'save_file', no_hash)                                # every file written from now on fails its check
+    monkeypatch.setattr(DF, 'save_file', no_hash)                                # every file written from now on fails its check
     with pytest.warns(UserWarning, match='it cannot be read'), \
          pytest.raises(ValueError, match=r'train\.safetensors: just decoded again from .*fm, it still fails its check \(the sha256'):
         load_dataset('fashion-mnist', 'train', root=tmp_path / 'fm', verify=False)
@@ -498,7 +507,8 @@ def test_cache_that_still_fails_is_an_error(tmp_path, fresh_cache, monkeypatch):
 
 # ---------------------------------------------------------------------------------------------- discovery and bad input
 def test_unknown_name():
-    with pytest.raises(ValueError, match=r"unknown data set 'mnist'; valid: fashion-mnist, cifar10-jpeg, cifar10, cifar100, tinyimagenet, synthetic"):
+    with pytest.raises(ValueError, match=r"unknown data set 'mnist'; valid: fashion-mnist, cifar10-jpeg, cifar10, cifar100, tinyimagenet, "
+                                         r"synthetic"):
         load_dataset('mnist')
 
 
@@ -549,8 +559,8 @@ def fake_download(tv_name, ok=True):
 
 @pytest.mark.parametrize('ok', [True, False])
 def test_download_fallback(tmp_path, fresh_cache, monkeypatch, ok):
-    monkeypatch.setattr(D, '_search_roots', lambda: [(tmp_path / 'nothing', 'RSNN_DATA')])
-    monkeypatch.setattr(D.torchvision.datasets, 'FashionMNIST', fake_download('FashionMNIST', ok))
+    monkeypatch.setattr(DF, '_search_roots', lambda: [(tmp_path / 'nothing', 'RSNN_DATA')])
+    monkeypatch.setattr(DF.torchvision.datasets, 'FashionMNIST', fake_download('FashionMNIST', ok))
     with pytest.raises(FileNotFoundError, match='torchvision download: disabled'):
         find_data('fashion-mnist')                                   # RSNN_DOWNLOAD=0
     monkeypatch.setenv('RSNN_DOWNLOAD', '1')
@@ -617,10 +627,12 @@ BAD_COUNTS = {
     'stratified_split sizes=[5, 5]': (lambda: stratified_split(Y8, [5, 5]), 'sizes=[5, 5] ask for 10 items, but labels has 8'),
     'stratified_split sizes=4': (lambda: stratified_split(Y8, 4), 'sizes must be a list of counts, got 4'),
     'stratified_split seed=-1': (lambda: stratified_split(Y8, [4], seed=-1), 'seed must be an integer in 0..4294967295, got -1'),
-    'stratified_split seed=2**32': (lambda: stratified_split(Y8, [4], seed=2**32), 'seed must be an integer in 0..4294967295, got 4294967296'),
+    'stratified_split seed=2**32': (lambda: stratified_split(Y8, [4], seed=2**32), 'seed must be an integer in 0..4294967295, got '
+                                                                                   '4294967296'),
     'stratified_split seed=2.5': (lambda: stratified_split(Y8, [4], seed=2.5), 'seed must be an integer in 0..4294967295, got 2.5'),
     'stratified_split seed=True': (lambda: stratified_split(Y8, [4], seed=True), 'seed must be an integer in 0..4294967295, got True'),
-    'stratified_split float labels': (lambda: stratified_split(Y8.float(), [4]), 'labels must be a 1-D tensor of integers >= 0, got a torch.float32'),
+    'stratified_split float labels': (lambda: stratified_split(Y8.float(), [4]), 'labels must be a 1-D tensor of integers >= 0, got a '
+                                                                                 'torch.float32'),
     'stratified_split bool labels': (lambda: stratified_split(Y8 > 3, [4]), 'got a torch.bool tensor'),
     'stratified_split 2-D labels': (lambda: stratified_split(Y8[None], [4]), 'shape (1, 8)'),
     'stratified_split label -1': (lambda: stratified_split(Y8 - 1, [4]), 'got a label -1'),
@@ -630,12 +642,13 @@ BAD_COUNTS = {
     'synthetic_spec num_classes=True': (lambda: synthetic_spec(num_classes=True), 'num_classes must be an integer in *, got True'),
     'synthetic_spec in_channels=0': (lambda: synthetic_spec(in_channels=0), 'in_channels must be an integer in *, got 0'),
     'synthetic_spec image_size=8.0': (lambda: synthetic_spec(image_size=8.0), 'image_size must be an integer in *, got 8.0'),
-    'make_synthetic split=val': (lambda: D.make_synthetic(DATASETS['synthetic'], 'val'), "unknown split 'val'; valid: train, test"),
+    'make_synthetic split=val': (lambda: DS.make_synthetic(DATASETS['synthetic'], 'val'), "unknown split 'val'; valid: train, test"),
     'channel_stats chunk=0': (lambda: channel_stats(X8, chunk=0), 'chunk must be an integer in *, got 0'),
     'random_crop_flip pad=-1': (lambda: D.random_crop_flip(X8.float(), pad=-1), 'pad must be an integer in *, got -1'),
     'random_crop_flip pad=1.5': (lambda: D.random_crop_flip(X8.float(), pad=1.5), 'pad must be an integer in *, got 1.5'),
     'random_resized_crop_flip size=0': (lambda: D.random_resized_crop_flip(X8.float(), size=0), 'size must be an integer in *, got 0'),
-    'random_resized_crop_flip size=True': (lambda: D.random_resized_crop_flip(X8.float(), size=True), 'size must be an integer in *, got True'),
+    'random_resized_crop_flip size=True': (lambda: D.random_resized_crop_flip(X8.float(), size=True), 'size must be an integer in *, got '
+                                                                                                      'True'),
 }
 
 
@@ -666,9 +679,9 @@ def test_real_n_train_too_large():
 
 def test_cache_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv('RSNN_CACHE', str(tmp_path / 'c'))
-    assert D.cache_dir() == tmp_path / 'c'
+    assert DF.cache_dir() == tmp_path / 'c'
     monkeypatch.delenv('RSNN_CACHE')
-    assert D.cache_dir() == Path('~/.cache/robustsparsesnn').expanduser()
+    assert DF.cache_dir() == Path('~/.cache/robustsparsesnn').expanduser()
 
 
 # ---------------------------------------------------------------------------------------------- stratified subsets

@@ -29,7 +29,7 @@ def notebooks():
 
 
 def page_of(nb):
-    "nbdev's page name for a notebook (numeric prefix stripped): 01_neurons.ipynb -> neurons"
+    "nbdev's page name for a notebook (numeric prefix stripped): 01c_neurons.ipynb -> neurons"
     return re.sub(r'^\d+[a-zA-Z0-9]*_', '', Path(nb).stem.lower())
 
 

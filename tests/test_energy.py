@@ -11,8 +11,8 @@ from robustsparsesnn.layers import MaskedConv2d, prunable_layers, topk_mask, kep
 from robustsparsesnn.models import VGG, WideResNet
 from robustsparsesnn.neurons import spiking_neurons
 from robustsparsesnn.energy import (fan_out, first_layer_macs, record_spikes, synaptic_ops, energy_report,
-                                    relative_energy, save_compact, load_compact, save_dense, storage_bytes,
-                                    model_masks, SpikeRecord)
+                                    relative_energy, model_masks, SpikeRecord)
+from robustsparsesnn.storage import save_compact, load_compact, storage_bytes
 
 torch.set_num_threads(1)
 

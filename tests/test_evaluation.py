@@ -1,16 +1,18 @@
-"Property tests of `robustsparsesnn.evaluation` (the notebook 09_evaluation holds the quick ones)."
+"Property tests of `robustsparsesnn.ensembles`, `diagnostics` and `evaluation` (notebooks 09a-09d hold the quick ones)."
 import numpy as np
 import pytest
 import torch
 from torch import nn
 from hypothesis import given, settings, strategies as st, HealthCheck
 
-from robustsparsesnn.evaluation import (EnsembleAttack, PassCounter, check_eval_attack, check_report_settings,
-                                        eval_attack, evaluation_report, exact_logits, model_T, sanity_checks,
-                                        using_mode, at_T)
+from robustsparsesnn.evaluation import check_report_settings, evaluation_report
+from robustsparsesnn.ensembles import EnsembleAttack, PassCounter, check_eval_attack, eval_attack
+from robustsparsesnn.diagnostics import sanity_checks
 from robustsparsesnn.layers import MaskedConv2d, MaskedLinear
 from robustsparsesnn.models import SpikingNet
-from robustsparsesnn.neurons import ENSEMBLE_MODES, IFNeuron, Temporal
+from robustsparsesnn.surrogates import ENSEMBLE_MODES
+from robustsparsesnn.neurons import IFNeuron, Temporal, model_T, model_state
+from robustsparsesnn.models import exact_logits
 
 SETTINGS = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -80,7 +82,7 @@ def test_mode_T_and_flags_restored_on_error():
     assert {str(t.mode) for t in m.modules() if isinstance(t, Temporal)} == {'rect:2'}
     assert all(t.training for t in m.modules())
     with pytest.raises(ValueError, match='boom'):
-        with at_T(m, 0): raise ValueError('boom')
+        with model_state(m, T=0): raise ValueError('boom')
     assert model_T(m) == 3
 
 
@@ -190,7 +192,7 @@ def test_robust_masks_do_not_depend_on_batching(seed, sizes, name):
     m, x, y = case(seed, n=9)
     m.double(); x = x.double()
     atk = eval_attack(name, 8 / 255, steps=2, n_queries=8, members=ENSEMBLE_MODES[:2], seed=seed)
-    from robustsparsesnn.evaluation import _batched_mask
+    from robustsparsesnn.ensembles import _batched_mask
     whole = _batched_mask(m, atk, x, y, 9)
     for bs in sizes: assert torch.equal(_batched_mask(m, atk, x, y, bs), whole), bs
 
@@ -199,7 +201,7 @@ def test_robust_masks_do_not_depend_on_batching(seed, sizes, name):
 @given(seed=st.integers(0, 1000), k=st.integers(1, 3))
 def test_worst_case_is_the_and_of_every_attack(seed, k):
     "The worst case never exceeds any attack's robust accuracy; it is the per-sample AND of their masks."
-    from robustsparsesnn.evaluation import unpack_mask
+    from robustsparsesnn.statistics import unpack_mask
     m, x, y = case(seed, n=8)
     rep = evaluation_report(m, x, y, eps=(8 / 255,), attacks=('fgsm_ens', 'rga', 'assg_sapgd')[:k], square_queries=(6,),
                             pgd_steps=1, assg_steps=2, members=('pwl:1',))

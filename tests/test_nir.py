@@ -10,14 +10,15 @@ import torch
 from torch import nn
 from hypothesis import given, settings, strategies as st, HealthCheck
 
-nir = pytest.importorskip('nir')
-
 from robustsparsesnn.conversion import estimate_bn_stats
 from robustsparsesnn.core import seed_everything
-from robustsparsesnn.energy import to_nir, from_nir, save_nir, fold_bn, record_spikes
+from robustsparsesnn.energy import record_spikes
+from robustsparsesnn.nir_io import to_nir, from_nir, save_nir, fold_bn
 from robustsparsesnn.layers import prunable_layers, topk_mask, kept_count
 from robustsparsesnn.models import VGG, WideResNet, vgg11
 from robustsparsesnn.neurons import spiking_neurons, set_reset
+
+nir = pytest.importorskip('nir')
 
 torch.set_num_threads(1)
 NODE_TYPES = {'Input', 'Output', 'Conv2d', 'IF', 'AvgPool2d', 'Flatten', 'Affine'}

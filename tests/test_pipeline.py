@@ -1,9 +1,10 @@
-"The `rsnn` command end to end: the tiny pipeline, and bad input (one line, exit 2, nothing written); kills and resumes are in test_resume.py."
-import json, os, signal, subprocess, sys, time
-from pathlib import Path
+"""The `rsnn` command end to end: the tiny pipeline, and bad input (one line, exit 2, nothing written); kills and resumes
+are in test_resume.py."""
+import json, os, subprocess, sys
 
 import pytest
 import tomli_w
+from hypothesis import given, settings, strategies as st
 
 from robustsparsesnn.config import config_to_dict, preset_config
 
@@ -29,7 +30,8 @@ def test_missing_config_and_foreign_run_dir(tmp_path):
     assert r.returncode == 2 and 'nope.toml' in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert rsnn('run', 'tiny', '--run-dir', tmp_path / 'run').returncode == 0
     listing = sorted(p.name for p in (tmp_path / 'run').iterdir())
-    (tmp_path / 'other.toml').write_text(tomli_w.dumps({**config_to_dict(preset_config('tiny')), 'prune': {'method': 'lwm', 'sparsity': 0.9}}))
+    other = {**config_to_dict(preset_config('tiny')), 'prune': {'method': 'lwm', 'sparsity': 0.9}}
+    (tmp_path / 'other.toml').write_text(tomli_w.dumps(other))
     r = rsnn('run', tmp_path / 'other.toml', '--run-dir', tmp_path / 'run')
     assert r.returncode == 2 and 'another configuration' in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in (tmp_path / 'run').iterdir()) == listing
@@ -93,7 +95,8 @@ BAD_CONFIGS = [   # (the TOML text or a config dict, what the one line must say)
     ('[evaluate]\neps = []\n', '[evaluate] eps must list at least one budget'),
     ('[evaluate]\nmetric_eps = 0.5\n', '[evaluate] metric_eps 0.5 must be one of eps'),
     ('[energy]\nn = -5\n', '[energy] n must be an integer in 1..inf, got -5'),
-    ('[evaluate]\nn = 100\nn_clean = 50\n', '[evaluate] n_clean must be at least n = 100 (the attacked samples are the first n of them), got 50'),
+    ('[evaluate]\nn = 100\nn_clean = 50\n', '[evaluate] n_clean must be at least n = 100 (the attacked samples are the first n of them), '
+                                            'got 50'),
     ('[data]\nn_train_snn = -3\n', '[data] n_train_snn must be an integer in 1..inf, got -3'),
     (_tiny(run={'device': 'cuda:7'}), "[run] device 'cuda:7' does not exist"),
     (_tiny(data={'name': 'fashion-mnist', 'root': '/nonexistent/data'}), "[data] data folder '/nonexistent/data' (root=) does not exist"),
@@ -101,7 +104,8 @@ BAD_CONFIGS = [   # (the TOML text or a config dict, what the one line must say)
     (_tiny(evaluate={'n': 64}), '[evaluate] n = 64 asks for more test images than [data] n_test = 32'),
     (_tiny(energy={'n': 64}), '[energy] n = 64 asks for more test images than [data] n_test = 32'),
     (_tiny(evaluate={'n_clean': 64}), '[evaluate] n_clean = 64 asks for more test images than [data] n_test = 32'),
-    (_tiny(convert={'n_batches': 9, 'batch_size': 16}), '[convert] n_batches * batch_size = 9 * 16 = 144 calibration images, more than [data] n_train = 128'),
+    (_tiny(convert={'n_batches': 9, 'batch_size': 16}), '[convert] n_batches * batch_size = 9 * 16 = 144 calibration images, more than '
+                                                        '[data] n_train = 128'),
 ]
 
 
@@ -148,7 +152,8 @@ def test_bad_files_and_folders(tmp_path):
     cases.append((('report', tmp_path), 'is not a run directory (no config.toml)'))
     cases.append((('convert', 'tiny', '--run-dir', tmp_path / 'fresh'), 'stage convert needs stage prune of the same run first'))
     cases.append((('config', 'nope'), "unknown preset 'nope'"))
-    cases.append((('run', 'tiny', '--seed', '-1', '--run-dir', tmp_path / 'neg'), '--seed: seed must be an integer in 0..4294967295, got -1'))
+    cases.append((('run', 'tiny', '--seed', '-1', '--run-dir', tmp_path / 'neg'),
+                  '--seed: seed must be an integer in 0..4294967295, got -1'))
     cases.append((('sweep', 'tiny', '--root', tmp_path / 'sw', '--sparsities', '1.5'), 'sparsity must be in [0, 1), got 1.5'))
     cases.append((('sweep', 'tiny', '--root', tmp_path / 'sw', '--methods', 'snip'), "unknown pruning method 'snip'"))
     for args, message in cases: _one_line(*_main(*args), message)
@@ -232,7 +237,6 @@ def test_read_only_file_system(tmp_path):
 
 # ---- random configurations either run to the end or stop before any work with one line (hypothesis, derandomised in
 # `make test`): the tiny run with up to four keys replaced by values drawn from valid and invalid ones.
-from hypothesis import given, settings, strategies as st
 
 POOL = {('pretrain', 'epochs'): [1, 0, -1, 2.5], ('pretrain', 'eval_steps'): [1, -1, 0], ('pretrain', 'lr'): [0.05, float('inf'), 0.0],
         ('convert', 'T'): [1, 3, 0], ('convert', 'n_batches'): [1, 2, 9, 0], ('convert', 'batch_size'): [8, 16, 200],

@@ -5,7 +5,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from robustsparsesnn.data import get_loaders, synthetic_spec
+from robustsparsesnn.data import get_loaders
+from robustsparsesnn.datasets import synthetic_spec
 from robustsparsesnn.layers import kept_count, prunable_layers
 from robustsparsesnn.models import vgg11, vgg16, wrn28_4
 from robustsparsesnn.pruning import (PruneConfig, apply_masks, fit_densities, global_density, global_sparsity,

@@ -1,4 +1,5 @@
-"What the repository itself must keep: no absolute path to a machine's folder in any tracked file, one preset registry, a README whose results are those of results/."
+"""What the repository itself must keep: no absolute path to a machine's folder in any tracked file, one preset registry, a
+README whose results are those of results/, modules that import only from chapters before theirs and stay short."""
 import re, subprocess
 from pathlib import Path
 
@@ -51,3 +52,28 @@ def test_readme_results_come_from_results():
     assert shown == expected, 'README.md does not show what results/ holds: run `make readme`'
     for line in shown.splitlines():
         if line.startswith('!['): assert (ROOT/line.split('](', 1)[1].rstrip(')')).is_file(), line
+
+
+def module_chapters() -> dict:
+    "{module: the notebook it is exported from}, read from each module's header."
+    out = {}
+    for f in sorted((ROOT/'robustsparsesnn').glob('*.py')):
+        m = re.search(r'File to edit: \.\./nbs/(\S+)\.ipynb', f.read_text())
+        if m: out[f.stem] = m.group(1)
+    return out
+
+
+def test_imports_run_down_the_chapters():
+    "A module imports only from modules whose notebooks come before its own (the layout's flow, no cycle)."
+    chapters, bad = module_chapters(), []
+    assert len(chapters) > 10, chapters
+    for mod, nb in chapters.items():
+        for dep in re.findall(r'^\s*from \.(\w+) import', (ROOT/'robustsparsesnn'/f'{mod}.py').read_text(), re.M):
+            if dep in chapters and not chapters[dep] < nb: bad.append(f'{mod} ({nb}) imports {dep} ({chapters[dep]})')
+    assert not bad, bad
+
+
+def test_modules_stay_short():
+    "Every exported module holds one job: under 450 lines."
+    long = {m: n for m in module_chapters() if (n := len((ROOT/'robustsparsesnn'/f'{m}.py').read_text().splitlines())) >= 450}
+    assert not long, long

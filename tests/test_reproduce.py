@@ -1,6 +1,6 @@
 """`rsnn reproduce cifar10-jpeg --quick` end to end through the command line (the Fashion-MNIST one runs in notebook 14): every
 recipe's results file, of the same schema as the committed results of the full reproductions."""
-import json, os, subprocess, sys
+import os, subprocess, sys
 from pathlib import Path
 
 from robustsparsesnn.recipes import RECIPES, load_results
@@ -32,7 +32,7 @@ def test_cifar_quick_reproduction(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     got = load_results(tmp_path/'results')
     assert list(got) == list(RECIPES)
-    for name, doc in got.items():
+    for doc in got.values():
         assert doc['command'] == 'rsnn reproduce cifar10-jpeg --quick' and doc['quick'] is True
         assert all(c['verdict'] in ('holds', 'fails', 'not resolved at this n') for c in doc['claims'])
     for dataset in ('fashion-mnist', 'cifar10-jpeg'):     # the full reproductions' committed files, where they exist

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from robustsparsesnn.core import TMP_PATTERN, tensors_digest
 from robustsparsesnn.config import config_to_dict, preset_config
-from robustsparsesnn.pipeline import STAGES
+from robustsparsesnn.stages import STAGES
 
 RSNN = [sys.executable, '-c', 'import sys; from robustsparsesnn.cli import main; sys.exit(main())']
 ENV = {**os.environ, 'RSNN_PROGRESS': '0', 'OMP_NUM_THREADS': '1'}
@@ -97,7 +97,8 @@ def test_stage_by_stage(tiny):
 def test_two_processes_on_one_directory(tiny):
     root, _, whole = tiny
     run = root/'raced'
-    first = subprocess.Popen(RSNN + ['run', str(root/'tiny.toml'), '--run-dir', str(run)], env={**ENV, 'RSNN_CRASH_LOG': str(root/'raced.log')},
+    first = subprocess.Popen(RSNN + ['run', str(root/'tiny.toml'), '--run-dir', str(run)],
+                             env={**ENV, 'RSNN_CRASH_LOG': str(root/'raced.log')},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not ((root/'raced.log').exists() and 'stage pretrain start' in (root/'raced.log').read_text()) and time.time() < deadline:
@@ -121,7 +122,8 @@ def test_damaged_checkpoint_is_recomputed_never_used(tiny):
     assert r.returncode == 2 and 'has not finished stage energy' in r.stderr, r.stderr
     r = rsnn('run', root/'tiny.toml', '--run-dir', run)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert 'stage prune: sparse_ann.safetensors has changed since it was written (SHA-256 differs); running prune, convert, snn_finetune, evaluate again' in r.stdout
+    assert ('stage prune: sparse_ann.safetensors has changed since it was written (SHA-256 differs); '
+            'running prune, convert, snn_finetune, evaluate again') in r.stdout
     assert outcome(run) == whole
     (run/'snn.safetensors').write_bytes((run/'snn.safetensors').read_bytes()[:-100])
     r = rsnn('report', run)

@@ -16,7 +16,8 @@ SNN_CPU = TrainConfig(objective='trades', eps=8/255, beta=2.0, attack='rfgsm-kl'
 
 TRAIN = textwrap.dedent("""
     import sys, torch
-    from robustsparsesnn.data import get_loaders, synthetic_spec
+    from robustsparsesnn.data import get_loaders
+    from robustsparsesnn.datasets import synthetic_spec
     from robustsparsesnn.layers import prunable_layers
     from robustsparsesnn.models import vgg11
     from robustsparsesnn.conversion import convert
@@ -45,7 +46,8 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
 
 def test_masks_hold_bit_for_bit_through_finetuning():
     "After N finetuning steps (momentum 0.9, weight decay 1e-3, lr 0.05), zero set == ~ANN mask in every layer."
-    from robustsparsesnn.data import get_loaders, synthetic_spec
+    from robustsparsesnn.data import get_loaders
+    from robustsparsesnn.datasets import synthetic_spec
     from robustsparsesnn.layers import prunable_layers
     from robustsparsesnn.models import vgg11
     from robustsparsesnn.conversion import convert

@@ -6,13 +6,14 @@ import torch
 from torch import nn
 from hypothesis import example, given, settings, strategies as st, HealthCheck
 
+import robustsparsesnn.kernel as K
 import robustsparsesnn.neurons as N
-from robustsparsesnn.neurons import (ENSEMBLE_MODES, IFNeuron, if_reference, if_spikes, parse_mode, set_mode, set_T,
-                                     direct_coding, time_mean)
+from robustsparsesnn.surrogates import ENSEMBLE_MODES, GradKind, parse_mode
+from robustsparsesnn.neurons import IFNeuron, if_reference, if_spikes, set_mode, set_T, direct_coding, time_mean
 from robustsparsesnn.layers import MaskedConv2d, MaskedLinear, kept_count, prunable_layers, topk_mask
 from robustsparsesnn.models import count_neurons, vgg11, vgg16, wrn28_4
 
-BPTT_MODES = [m for m in ENSEMBLE_MODES if parse_mode(m).kind == 'bptt']
+BPTT_MODES = [m for m in ENSEMBLE_MODES if parse_mode(m).kind is GradKind.BPTT]
 fast = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -41,7 +42,7 @@ def test_fused_equals_plain_loop(T, shape, mode, tau, vth, scale, seed, dtype, r
     torch.testing.assert_close(gt1, gt2, rtol=tol, atol=tol)
 
 
-@pytest.mark.skipif(N.numba is None, reason="numba is not installed: IFSpike runs its torch loop only")
+@pytest.mark.skipif(K.numba is None, reason="numba is not installed: IFSpike runs its torch loop only")
 @fast
 @given(T=st.integers(1, 6), shape=st.lists(st.integers(1, 9), min_size=1, max_size=4), mode=st.sampled_from(BPTT_MODES),
        tau=st.sampled_from([1.0, 0.5]), vth=st.floats(0.05, 2.0), seed=st.integers(0, 2**16),
@@ -54,12 +55,12 @@ def test_compiled_kernel_equals_torch_loop(T, shape, mode, tau, vth, seed, reset
     if channels_last and len(shape) == 4:            # (T, B, C, H, W) with each step's (B, C, H, W) channels-last
         x0 = x0.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (T, shape[0]))
     up = torch.randn(T, *shape, generator=g)
-    assert N._kernel_runs(x0, torch.tensor(vth))
-    before, block = torch.get_num_threads(), N._BLOCK
-    torch.set_num_threads(threads); N._BLOCK = 64       # small ranges, so that small layers split over the threads too
+    assert K.cpu_kernel().runs(x0, torch.tensor(vth))
+    before, block = torch.get_num_threads(), K._BLOCK
+    torch.set_num_threads(threads); K._BLOCK = 64       # small ranges, so that small layers split over the threads too
     try: s1, gx1, gt1 = _run(if_spikes, x0, vth, tau, mode, up, reset)
-    finally: torch.set_num_threads(before); N._BLOCK = block
-    with N.cpu_kernel(False): s2, gx2, gt2 = _run(if_spikes, x0, vth, tau, mode, up, reset)
+    finally: torch.set_num_threads(before); K._BLOCK = block
+    with K.cpu_kernel(False): s2, gx2, gt2 = _run(if_spikes, x0, vth, tau, mode, up, reset)
     assert torch.equal(s1, s2) and s1.stride() == x0.stride()
     if mode.startswith('exp') or (reset == 'soft' and tau != 1):    # a last-bit rounding per step, summed over <= T steps
         torch.testing.assert_close(gx1, gx2, rtol=1e-5, atol=T * 2.4e-7 * (1 + gx2.abs().max().item()))
@@ -278,7 +279,6 @@ def test_snn_logits_are_time_mean_and_T_switch():
 
 def test_model_gradient_fused_equals_reference_loop(monkeypatch):
     "The whole SNN's input gradient with the fused neuron equals the one with the plain per-step loop."
-    import robustsparsesnn.neurons as N
     torch.manual_seed(0)
     m = vgg11(width=0.125, num_classes=3).set_T(3).eval()
     for n in m.modules():

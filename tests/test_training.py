@@ -11,7 +11,8 @@ from robustsparsesnn.training import PAPER_PRETRAIN, TrainConfig, fit
 
 TRAIN = textwrap.dedent("""
     import sys, torch
-    from robustsparsesnn.data import get_loaders, synthetic_spec
+    from robustsparsesnn.data import get_loaders
+    from robustsparsesnn.datasets import synthetic_spec
     from robustsparsesnn.models import vgg11
     from robustsparsesnn.training import TrainConfig, fit
     torch.set_num_threads(1)
