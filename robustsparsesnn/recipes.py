@@ -166,8 +166,8 @@ def sweep_claims(cells:list # the `cells` of the sweep's results
 
 # %% ../nbs/14a_recipes.ipynb #bf9473d4
 def recipe_sweep(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
-    """Figure 2 / Table B1, Table 3 and the pruning table: the sweep, each cell's accuracies with bits, energy, spikes and
-    kept weights per layer."""
+    """Figure 2 / Table B1, Table 3 and the pruning table: the sweep, each cell's accuracies with bits, energy, spikes,
+    kept weights per layer and SNN-finetuning history."""
     rows = sweep(cfg, spec.methods, spec.sparsities, root/'sweep', verbose=False, on_cell=lambda row: tick())
     cells = []
     for row in rows:
@@ -175,7 +175,8 @@ def recipe_sweep(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
         cells.append(dict(method=row['method'], sparsity=row['sparsity'], run=row['run'], global_sparsity=row['global_sparsity'],
                           energy_ratio=row['energy_ratio_vs_dense'], spike_ratio=row['spike_ratio_vs_dense'],
                           spikes=row['spikes_per_sample'], seconds=_seconds(run), **snn_accuracies(run, cfg.evaluate.metric_eps),
-                          layers=run.load_json('pruning.json')['table'] if run.file('pruning.json').exists() else None))
+                          layers=run.load_json('pruning.json')['table'] if run.file('pruning.json').exists() else None,
+                          history=run.load_json('snn-history.json')))
     pre = RunDir(root/'sweep'/'pretrained', lock=False)
     data = dict(cells=cells, pretraining=pre.load_json('ann-history.json'), seconds=_seconds(pre) + sum(x['seconds'] for x in cells))
     return data, sweep_claims(cells)
