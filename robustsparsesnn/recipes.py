@@ -321,6 +321,11 @@ def recipe_conversion(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tupl
     ann = accuracy(clean_mask(ctx.model('sparse_ann').eval(), x, y))
     return dict(sparse_ann=ann, converted=list(got.values()), seconds=sum(v.get('seconds', 0) for v in got.values())), []
 
+# %% ../nbs/14a_recipes.ipynb #58b7824e
+def _run_commits(root:Path) -> list:
+    "The commits the runs under `root` were made at (a results file may be collected at a later one)."
+    return sorted({load_json(p).get('git_commit', 'unknown') for p in Path(root).rglob('manifest.json')})
+
 # %% ../nbs/14a_recipes.ipynb #a2fc5231
 RECIPES = dict(sweep=recipe_sweep, figure1=recipe_figure1, attacks=recipe_attacks, conversion=recipe_conversion,
                pretraining=recipe_pretraining)
@@ -354,7 +359,7 @@ def reproduce(dataset:str, # a key of `REPRODUCTIONS`
     for name in recipes:
         data, claims = RECIPES[name](spec, cfg, root, lambda: bar.update())
         out[name] = dict(recipe=name, dataset=dataset, quick=quick, command=command, config=config_to_dict(cfg),
-                         versions=package_versions(), commit=git_commit(), **data, claims=claims)
+                         versions=package_versions(), commit=git_commit(), runs_made_at=_run_commits(root), **data, claims=claims)
         save_json(results/f'{name}.json', out[name])
         if verbose: print('\n'.join(f"{c['id']}: {c['claim']}: {c['verdict']}" for c in claims), flush=True)
     bar.close()

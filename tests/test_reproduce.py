@@ -3,6 +3,7 @@ recipe's results file, of the same schema as the committed results of the full r
 import os, subprocess, sys
 from pathlib import Path
 
+from robustsparsesnn.core import git_commit
 from robustsparsesnn.recipes import RECIPES, load_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,7 @@ def test_cifar_quick_reproduction(tmp_path):
     assert list(got) == list(RECIPES)
     for doc in got.values():
         assert doc['command'] == 'rsnn reproduce cifar10-jpeg --quick' and doc['quick'] is True
+        assert doc['runs_made_at'] == [git_commit()]     # every run of this reproduction made at the checked-out commit
         assert all(c['verdict'] in ('holds', 'fails', 'not resolved at this n') for c in doc['claims'])
     for dataset in ('fashion-mnist', 'cifar10-jpeg'):     # the full reproductions' committed files, where they exist
         for name, doc in load_results(ROOT/'results'/dataset).items():
