@@ -167,7 +167,7 @@ def sweep_claims(cells:list # the `cells` of the sweep's results
 # %% ../nbs/14a_recipes.ipynb #bf9473d4
 def recipe_sweep(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
     """Figure 2 / Table B1, Table 3 and the pruning table: the sweep, each cell's accuracies with bits, energy, spikes,
-    kept weights per layer and SNN-finetuning history."""
+    kept weights per layer and SNN-finetuning history; the test images' labels, to read any accuracy's bits per class."""
     rows = sweep(cfg, spec.methods, spec.sparsities, root/'sweep', verbose=False, on_cell=lambda row: tick())
     cells = []
     for row in rows:
@@ -178,7 +178,9 @@ def recipe_sweep(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
                           layers=run.load_json('pruning.json')['table'] if run.file('pruning.json').exists() else None,
                           history=run.load_json('snn-history.json')))
     pre = RunDir(root/'sweep'/'pretrained', lock=False)
-    data = dict(cells=cells, pretraining=pre.load_json('ann-history.json'), seconds=_seconds(pre) + sum(x['seconds'] for x in cells))
+    labels = prepare(cfg).test_set(cfg.evaluate.n_clean or cfg.evaluate.n)[1].tolist()
+    data = dict(cells=cells, pretraining=pre.load_json('ann-history.json'), labels=labels,
+                seconds=_seconds(pre) + sum(x['seconds'] for x in cells))
     return data, sweep_claims(cells)
 
 # %% ../nbs/14a_recipes.ipynb #8706cf69

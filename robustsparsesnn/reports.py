@@ -9,7 +9,8 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/reports.html.md"""
 __all__ = ['amplification', 'where_the_gap_opens', 'sparse_dense_markdown', 'summary_markdown', 'seeds_markdown', 'plot_training',
            'plot_summary', 'plot_densities', 'plot_sweep', 'sweep_markdown', 'ablation_markdown', 'claims_markdown',
            'claims_table', 'cells_markdown', 'plot_cells', 'plot_figure1', 'worst_case', 'table1_markdown',
-           'members_markdown', 'accuracies_markdown', 'energy_markdown', 'plot_layer_densities', 'plot_conversion']
+           'members_markdown', 'accuracies_markdown', 'plot_learning_curves', 'energy_markdown', 'plot_layer_densities',
+           'plot_conversion']
 
 # %% ../nbs/12_reports.ipynb #0de219bd
 import torch
@@ -380,6 +381,27 @@ def accuracies_markdown(rows:dict, # {row label: {column: accuracy dict}}
     out = [f"| {corner} | " + ' | '.join(cols) + ' |', '|---|' + '---:|' * len(cols)]
     out += [f"| {k} | " + ' | '.join(_ci(r[c]) if c in r else '' for c in cols) + ' |' for k, r in rows.items()]
     return '\n'.join(out)
+
+# %% ../nbs/12_reports.ipynb #705984c5
+def plot_learning_curves(pretraining:list, # an ANN's training history (the sweep results' `pretraining`)
+                         cells:list, # sweep cells, each with its SNN-finetuning `history` and its test `pgd_ens`
+                         path=None): # a PNG to write (None: return the figure)
+    """Where robustness is made and where it is lost: validation accuracy per epoch of the ANN's pretraining (left) and of
+    each cell's SNN finetuning (right: PGD through the training surrogate), each SNN's test PGD_ens a cross after it."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3))
+    ep = [h['epoch'] for h in pretraining]
+    for key, style in (('val_clean', 'o--'), ('val_robust', 'o-')): axes[0].plot(ep, [h[key] for h in pretraining], style, label=key)
+    for c in cells:
+        ep = [h['epoch'] for h in c['history']]
+        line, = axes[1].plot(ep, [h['val_robust'] for h in c['history']], 'o-', label=c['run'])
+        axes[1].plot(ep[-1] + 0.25, c['pgd_ens']['acc'], 'x', color=line.get_color(), markersize=8)
+    axes[0].set_title('ANN pretraining', fontsize=10); axes[0].set_ylim(0, 1); axes[0].set_ylabel('validation accuracy')
+    axes[1].set_title('SNN finetuning: PGD (lines), test PGD$_{ens}$ (crosses)', fontsize=10); axes[1].set_ylim(0, None)
+    for ax in axes: ax.set_xlabel('epoch'); ax.grid(alpha=0.3); ax.legend(fontsize=7)
+    fig.tight_layout()
+    if path is None: return fig
+    fig.savefig(path, dpi=90); plt.close(fig)
 
 # %% ../nbs/12_reports.ipynb #e3dc27fa
 def energy_markdown(cells:list # the `cells` of a sweep's results file
