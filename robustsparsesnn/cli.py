@@ -22,7 +22,7 @@ from .reports import ablation_markdown, sweep_markdown
 from . import pipeline
 from .recipes import RECIPES, REPRODUCTIONS, reproduce
 from .studies import attack_budget, square_only
-from .reports import _ci
+from .paper_tables import _ci
 from .pipeline import SWEEP_SPARSITIES, check_stages, open_run, prepare, run_pipeline, run_stage, sweep
 from .stages import STAGES
 from .ablations import ABLATIONS, ablate, diagnose, evaluate_saved, rebuild_report, _is_saved_snn

@@ -7,9 +7,9 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/recipes.html.md"""
 
 # %% auto #0
 __all__ = ['PAPER_ATTACKS', 'PAPER_PRETRAINING', 'REPRODUCTIONS', 'E2E_ARMS', 'CONVERSIONS', 'RECIPES', 'TITLES', 'FIGURES',
-           'README_MARKERS', 'ordering', 'within', 'measured', 'Reproduction', 'snn_accuracies', 'sweep_claims',
-           'recipe_sweep', 'recipe_figure1', 'attack_claims', 'recipe_attacks', 'recipe_pretraining',
-           'recipe_conversion', 'reproduce', 'load_results', 'published', 'readme_results', 'fill_readme']
+           'README_MARKERS', 'Reproduction', 'snn_accuracies', 'eval_labels', 'sweep_claims', 'recipe_sweep',
+           'recipe_figure1', 'attack_claims', 'recipe_attacks', 'recipe_pretraining', 'recipe_conversion', 'reproduce',
+           'load_results', 'published', 'readme_results', 'fill_readme']
 
 # %% ../nbs/14a_recipes.ipynb #fd2dc46a
 import json, shlex, time
@@ -23,46 +23,14 @@ from .pruning import METHODS
 
 from .evaluation import evaluation_report
 from .ensembles import SNN_ATTACKS, EnsembleAttack, _batched_mask
-from .statistics import paired_difference, unpack_mask, accuracy
+from .statistics import unpack_mask, accuracy, ordering, within, measured, collapsed, _bits
 from .attacks import eps_label
 from .conversion import convert, calibration_batches, estimate_bn_stats
 from .config import RunConfig, preset_config, derive, config_to_dict
-from .reports import claims_table, worst_case, plot_cells, plot_figure1, _ci
+from .paper_tables import claims_table, worst_case, plot_cells, plot_figure1, _ci
 from .pipeline import (prepare, open_run, check_stages, run_pipeline, sweep, sweep_cell, share_stages,
                                       SWEEP_SPARSITIES)
 from .stages import clean_mask
-
-# %% ../nbs/14a_recipes.ipynb #6e3c5d87
-def _bits(a:dict) -> torch.Tensor: return unpack_mask(a['bits'], a['n'])
-
-def _paired(a:dict, b:dict, margin:float) -> dict:
-    if a['n'] != b['n']: raise ValueError(f"a paired test needs the same samples: n = {a['n']} and {b['n']}")
-    p = paired_difference(_bits(a), _bits(b), margin)
-    return {k: p[k] for k in ('n', 'first', 'second', 'difference', 'only_first', 'only_second', 'p')} | dict(interval=list(p['interval']))
-
-def ordering(claim:str, # the claim, "A ... than B"
-             a:dict, b:dict # `accuracy` dicts of A and B on the same samples
-            ) -> dict:
-    "The claim that A is right on more samples than B, judged by the exact McNemar test (two-sided, 5%)."
-    t = _paired(a, b, 0)
-    sig = t['p'] < 0.05
-    verdict = 'holds' if sig and t['difference'] > 0 else 'fails' if sig and t['difference'] < 0 else 'not resolved at this n'
-    return dict(claim=claim, verdict=verdict, test='exact McNemar', **t)
-
-def within(claim:str, # the claim, "A costs at most `margin` against B"
-           a:dict, b:dict, # `accuracy` dicts of A and B on the same samples
-           margin:float=0.05): # the claim: acc(A) >= acc(B) - margin
-    "The claim that A is at most `margin` below B, judged by the 95% interval of the paired difference."
-    t = _paired(a, b, margin)
-    lo, hi = t['interval']
-    verdict = 'holds' if lo >= -margin else 'fails' if hi < -margin else 'not resolved at this n'
-    return dict(claim=claim, verdict=verdict, test=f'paired difference >= -{margin:g} (95% interval)', margin=margin, **t)
-
-def measured(claim:str, # a claim about exactly computed quantities (counts of synaptic operations)
-             holds:bool, # whether it holds
-             **numbers): # the numbers behind it
-    "A claim about quantities computed exactly on the test images (energy, spikes): holds or fails, with its numbers."
-    return dict(claim=claim, verdict='holds' if holds else 'fails', test='computed', **numbers)
 
 # %% ../nbs/14a_recipes.ipynb #bebf5900
 PAPER_ATTACKS = ('fgsm_ens', 'pgd_ens', 'apgd-dlr_ens', 'apgd-ce_ens')   # Table 1's white-box attacks in the paper
@@ -129,10 +97,16 @@ def _fork(cfg:RunConfig, path:Path, source:Path, stages:tuple, tick=None) -> Run
     if tick: tick()
     return RunDir(path, lock=False)
 
+# %% ../nbs/14a_recipes.ipynb #13cb2636
+def eval_labels(cfg:RunConfig) -> list:
+    "The class of each test image a run of `cfg` evaluates on, in order."
+    return prepare(cfg).test_set(cfg.evaluate.n_clean or cfg.evaluate.n)[1].tolist()
+
 # %% ../nbs/14a_recipes.ipynb #5eee8b68
 def _cells(cells:list) -> dict: return {(c['method'], c['sparsity']): c for c in cells}
 
-def sweep_claims(cells:list # the `cells` of the sweep's results
+def sweep_claims(cells:list, # the `cells` of the sweep's results
+                 labels:list # the class of each test image
                 ) -> list:
     "Claims C2 and C3, judged on the sweep's cells."
     c, out = _cells(cells), []
@@ -141,11 +115,12 @@ def sweep_claims(cells:list # the `cells` of the sweep's results
     for k, what in (('pgd_ens', 'PGD_ens'), ('clean', 'clean accuracy')):
         pairs = (('hydra', 'lwm', 'uniform HYDRA', 'LWM'), ('harp', 'lwm', 'non-uniform HARP', 'LWM'),
              ('harp', 'hydra', 'non-uniform HARP', 'uniform HYDRA'))
-        out += [dict(id='C2', **ordering(f"at {100 * top:g}% sparsity, {na} beats {nb} ({what})", hi[a][k], hi[b][k]))
-                for a, b, na, nb in pairs if hi[a] and hi[b]]
+        out += [dict(id='C2', **collapsed(ordering(f"at {100 * top:g}% sparsity, {na} beats {nb} ({what})", hi[a][k], hi[b][k]),
+                                          hi[a]['clean'], hi[b]['clean'], labels)) for a, b, na, nb in pairs if hi[a] and hi[b]]
     dense = c.get(('dense', 0.0))
-    out += [dict(id='C2', **within(f"50% sparsity ({m.upper()}) costs at most 5 points of PGD_ens against the dense SNN",
-                                   c[(m, 0.5)]['pgd_ens'], dense['pgd_ens'])) for m in ('lwm', 'hydra', 'harp') if dense and (m, 0.5) in c]
+    out += [dict(id='C2', **collapsed(within(f"50% sparsity ({m.upper()}) costs at most 5 points of PGD_ens against the dense SNN",
+                                             c[(m, 0.5)]['pgd_ens'], dense['pgd_ens']), c[(m, 0.5)]['clean'], dense['clean'], labels))
+            for m in ('lwm', 'hydra', 'harp') if dense and (m, 0.5) in c]
     for m in ('lwm', 'hydra', 'harp'):
         curve = sorted((s, x['energy_ratio']) for (k, s), x in c.items() if k in (m, 'dense') and x['energy_ratio'] is not None)
         if len(curve) > 1:
@@ -178,10 +153,10 @@ def recipe_sweep(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
                           layers=run.load_json('pruning.json')['table'] if run.file('pruning.json').exists() else None,
                           history=run.load_json('snn-history.json')))
     pre = RunDir(root/'sweep'/'pretrained', lock=False)
-    labels = prepare(cfg).test_set(cfg.evaluate.n_clean or cfg.evaluate.n)[1].tolist()
+    labels = eval_labels(cfg)
     data = dict(cells=cells, pretraining=pre.load_json('ann-history.json'), labels=labels,
                 seconds=_seconds(pre) + sum(x['seconds'] for x in cells))
-    return data, sweep_claims(cells)
+    return data, sweep_claims(cells, labels)
 
 # %% ../nbs/14a_recipes.ipynb #8706cf69
 def _cell_path(spec:Reproduction, root:Path) -> Path: return root/'sweep'/f'{spec.cell[0]}-{spec.cell[1]:g}'
@@ -197,8 +172,9 @@ def recipe_figure1(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tuple:
         arms[start] = _fork(c, root/'figure1'/start, _cell_path(spec, root), ('pretrain', 'prune'), tick)
     eps = cfg.evaluate.metric_eps
     data = {k: dict(snn_accuracies(r, eps), history=r.load_json('snn-history.json'), seconds=_seconds(r)) for k, r in arms.items()}
-    claims = [dict(id='C1', **ordering(f"conversion + finetuning beats E2E with {E2E_ARMS[k]} connectivity ({what})",
-                                       data['conversion'][m], data[k][m]))
+    labels, conv = eval_labels(cfg), data['conversion']
+    claims = [dict(id='C1', **collapsed(ordering(f"conversion + finetuning beats E2E with {E2E_ARMS[k]} connectivity ({what})",
+                                                 conv[m], data[k][m]), conv['clean'], data[k]['clean'], labels))
               for m, what in (('pgd_ens', 'PGD_ens'), ('clean', 'clean accuracy')) for k in E2E_ARMS]
     return dict(arms=data, seconds=sum(d['seconds'] for k, d in data.items() if k != 'conversion')), claims
 
@@ -289,8 +265,11 @@ def recipe_pretraining(spec:Reproduction, cfg:RunConfig, root:Path, tick) -> tup
         variants[name] = dict(pretrain=dict(eps=pre['eps'], beta=pre['beta']), seconds=_seconds(run) if changes else 0,
                               **snn_accuracies(run, eps))
     (lo, a), (hi, b) = list(variants.items())[0], list(variants.items())[-1]
-    claims = [dict(id='C6', **ordering(f"pretraining {hi} gives a more robust SNN (PGD_ens) than {lo}", b['pgd_ens'], a['pgd_ens'])),
-              dict(id='C6', **ordering(f"and pretraining {lo} a more accurate one (clean)", a['clean'], b['clean']))]
+    labels = eval_labels(cfg)
+    claims = [dict(id='C6', **collapsed(ordering(f"pretraining {hi} gives a more robust SNN (PGD_ens) than {lo}", b['pgd_ens'],
+                                                 a['pgd_ens']), b['clean'], a['clean'], labels)),
+              dict(id='C6', **collapsed(ordering(f"and pretraining {lo} a more accurate one (clean)", a['clean'], b['clean']),
+                                        a['clean'], b['clean'], labels))]
     return dict(variants=variants, seconds=sum(v['seconds'] for v in variants.values())), claims
 
 # %% ../nbs/14a_recipes.ipynb #e34b2643

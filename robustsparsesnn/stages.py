@@ -31,7 +31,7 @@ from .statistics import paired_difference, unpack_mask, accuracy
 from .autoattack import make_attack
 from .energy import energy_report, relative_energy, table3, plot_spike_rates, EnergyReport
 from .config import ConfigError, RunConfig, ARCHS
-from .reports import (plot_training, plot_summary, plot_densities, sparse_dense_markdown, summary_markdown, _pct)
+from .reports import plot_training, plot_summary, plot_densities, sparse_dense_markdown, summary_markdown, _pct
 
 # %% ../nbs/13a_stages.ipynb #a32961b7
 STAGES = ('pretrain', 'prune', 'convert', 'snn_finetune', 'evaluate', 'energy', 'report')
