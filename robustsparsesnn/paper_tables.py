@@ -24,6 +24,11 @@ def _verdict(c:dict) -> str:
     v = f"**{c['verdict']}**" if c['verdict'] != 'not resolved at this n' else c['verdict']
     return v + ''.join(f" ({side} collapsed onto {n} class{'es' if n > 1 else ''})" for side, n in (c.get('collapsed') or {}).items())
 
+def _sides(c:dict, sep:str) -> str:
+    "A claim's two accuracies, each with the name of its model where the claim text leaves it out (`names`)."
+    names = c.get('names') or {}
+    return sep.join(_pct(c[k]) + (f" ({names[side]})" if side in names else '') for side, k in (('A', 'first'), ('B', 'second')))
+
 def claims_markdown(claims:list # the `claims` of one or more results files (each with id, claim, verdict, and its test's numbers)
                    ) -> str:
     "The claims as a table: what was compared, the paired difference with its 95% interval and n, McNemar's p, the verdict."
@@ -35,7 +40,7 @@ def claims_markdown(claims:list # the `claims` of one or more results files (eac
             lines.append(f"| {c['id']} | {c['claim']} | {nums} | | | | {c['verdict']} |")
             continue
         lo, hi = c['interval']
-        lines.append(f"| {c['id']} | {c['claim']} | {_pct(c['first'])} / {_pct(c['second'])} | {100 * c['difference']:+.1f} "
+        lines.append(f"| {c['id']} | {c['claim']} | {_sides(c, ' / ')} | {100 * c['difference']:+.1f} "
                      f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {c['n']} | {c['p']:.2g} | {_verdict(c)} |")
     return '\n'.join(lines)
 
@@ -44,7 +49,7 @@ def _claim_cell(c:dict) -> str:
     v = _verdict(c)
     if c['test'] == 'computed': return v
     lo, hi = c['interval']
-    return f"{_pct(c['first'])} vs {_pct(c['second'])}: {100 * c['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], n = {c['n']}, {v}"
+    return f"{_sides(c, ' vs ')}: {100 * c['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], n = {c['n']}, {v}"
 
 def claims_table(claims:dict # {data set title: its claims (from its results files)}
                 ) -> str:

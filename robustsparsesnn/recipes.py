@@ -190,8 +190,9 @@ def attack_claims(table1:list, members:dict, ensemble:dict, steps:dict) -> list:
     squares = [e for e in snn if e['queries']]
     if squares:
         sq, best = min(squares, key=lambda e: e['acc']), min(white.values(), key=lambda e: e['acc'])
-        out.append(dict(id='Table 1', **ordering(f"the black-box Square ({sq['queries']} queries) is weaker than the best white-box "
-                                                 f"attack, {best['attack']} (else the gradients are failing)", sq, best)))
+        out.append(dict(id='Table 1', names=dict(B=best['attack']), **ordering(
+            f"the black-box Square ({sq['queries']} queries) is weaker than the strongest white-box attack alone (else the gradients "
+            "are failing)", sq, best)))
         union = worst_case(table1, white_box=True)[sq['eps_label']]
         out.append(dict(id='Table 1', **ordering(f"Square ({sq['queries']} queries) is weaker than the white-box attacks together, per "
                                                  "sample "
@@ -201,13 +202,12 @@ def attack_claims(table1:list, members:dict, ensemble:dict, steps:dict) -> list:
         out.append(dict(id='Table 1', **ordering(f"PGD_ens alone overstates robustness: the worst case over every attack is lower "
                                                  f"at eps {white['PGD_ens']['eps_label']}", white['PGD_ens'], worst)))
     strongest = min(members, key=lambda m: members[m]['acc'])
-    out.append(dict(id='C4', **ordering(f"FGSM_ens is stronger than its strongest member ({strongest}) alone",
-                                        members[strongest], ensemble)))
+    out.append(dict(id='C4', names=dict(A=strongest), **ordering("FGSM_ens is stronger than its strongest member alone",
+                                                                 members[strongest], ensemble)))
     others = {m: v for m, v in members.items() if m != 'pwl:1'}
     rival = min(others, key=lambda m: others[m]['acc'])
-    out.append(dict(id='C4', **ordering("the naive attack (the training surrogate pwl:1) is weaker than the strongest other member "
-                                        f"({rival})",
-                                        members['pwl:1'], others[rival])))
+    out.append(dict(id='C4', names=dict(B=rival), **ordering("the naive attack (the training surrogate pwl:1) is weaker than the "
+                                                             "strongest other member", members['pwl:1'], others[rival])))
     ks = sorted(steps, key=int)
     ten = '10' if '10' in steps else ks[0]
     out.append(dict(id='C5', **within(f"PGD_ens with {ks[-1]} iterations lowers robust accuracy by at most 5 points from {ten}",
