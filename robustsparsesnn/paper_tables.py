@@ -22,7 +22,8 @@ from .reports import _pct
 def _verdict(c:dict) -> str:
     "A claim's verdict, bold when resolved, with the sides whose right answers collapsed onto few classes (`statistics.collapsed`)."
     v = f"**{c['verdict']}**" if c['verdict'] != 'not resolved at this n' else c['verdict']
-    return v + ''.join(f" ({side} collapsed onto {n} class{'es' if n > 1 else ''})" for side, n in (c.get('collapsed') or {}).items())
+    few = c.get('collapsed') or {}
+    return v + (' (collapsed onto few classes: ' + ', '.join(f'{side} {n}' for side, n in few.items()) + ')' if few else '')
 
 def _sides(c:dict, sep:str) -> str:
     "A claim's two accuracies, each with the name of its model where the claim text leaves it out (`names`)."
