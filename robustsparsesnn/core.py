@@ -69,10 +69,14 @@ def check_int(name:str, # what the value is ("steps", "n_batches", ...)
     return int(value)
 
 # %% ../nbs/00_core.ipynb #1e26dbb0
+def _rank() -> int:
+    "This process's rank among several launched by torchrun (notebook 00d), 0 when alone."
+    return torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+
 def progress(iterable=None, # what to iterate over
              **kwargs): # passed on to `tqdm` (desc, total, leave, ...)
-    "A `tqdm` progress bar, silent when the environment variable `RSNN_PROGRESS` is `0`."
-    kwargs.setdefault('disable', os.environ.get('RSNN_PROGRESS', '1') == '0')
+    "A `tqdm` progress bar, silent when the environment variable `RSNN_PROGRESS` is `0` and on every rank but 0 of several."
+    kwargs.setdefault('disable', os.environ.get('RSNN_PROGRESS', '1') == '0' or _rank() != 0)
     kwargs.setdefault('dynamic_ncols', True)
     return tqdm(iterable, **kwargs)
 
@@ -391,12 +395,14 @@ def _unlock(key:str):
 
 # %% ../nbs/00_core.ipynb #c08e280d
 class RunDir:
-    "A run's folder: config, manifest, checkpoints (`name.safetensors`), JSON files and figures; locked while open."
+    """A run's folder: config, manifest, checkpoints (`name.safetensors`), JSON files and figures; locked while open. Of
+    several processes (`distributed`), rank 0 alone locks and writes; the others read what it wrote."""
     def __init__(self, path, # the run's folder (created if missing)
                  config:dict=None, # the run's configuration; checked against a run already in `path`
                  seed:int=None, # the run's seed, recorded in the manifest
                  lock:bool=True): # take the folder's lock (False: read only, e.g. to look at a finished run)
-        self.path, self._key = Path(path), None
+        self.path, self._key, self.writes = Path(path), None, _rank() == 0
+        lock = lock and self.writes
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"run directory {self.path} is a file, not a folder; choose another path")
         try: self.path.mkdir(parents=True, exist_ok=True)
@@ -428,9 +434,11 @@ class RunDir:
 
     def file(self, name:str) -> Path: return self.path/name
     def has(self, name:str) -> bool: return (self.path/f'{name}.safetensors').exists()
-    def save(self, name:str, state, meta:dict=None): save_state(self.path/f'{name}.safetensors', state, meta)
+    def save(self, name:str, state, meta:dict=None):
+        if self.writes: save_state(self.path/f'{name}.safetensors', state, meta)
     def load(self, name:str, **kwargs): return load_state(self.path/f'{name}.safetensors', **kwargs)
-    def save_json(self, name:str, obj): save_json(self.path/name, obj)
+    def save_json(self, name:str, obj):
+        if self.writes: save_json(self.path/name, obj)
     def load_json(self, name:str): return load_json(self.path/name)
     def record(self, names) -> dict:
         "{file name: `file_record`} of files of the run, for `check`."

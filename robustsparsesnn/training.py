@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 from .core import (check_choice, check_range, check_int, check_seed, progress, RunDir, get_rng_state, set_rng_state)
+from .distributed import Passes, training_passes, global_batch_norms, share, all_sum, is_main, barrier
 from .attacks import robust_accuracy, kl_loss
 from .autoattack import ATTACKS, make_attack
 from .layers import prunable_layers
@@ -30,16 +31,18 @@ def robust_loss(model:nn.Module, # the model being trained (in train mode)
                 y:Tensor, # labels
                 objective:str, # 'trades', 'pgd-at' or 'standard'
                 attack=None, # the inner maximisation: a KL attack for 'trades', a CE attack for 'pgd-at'
-                beta:float=2.0): # the weight of the KL term (lambda of TRADES, beta of Eq. 8)
+                beta:float=2.0, # the weight of the KL term (lambda of TRADES, beta of Eq. 8)
+                passes=None): # the training forward passes, (*batches) -> logits (`distributed.training_passes`); None: the model's
     "The training loss of one batch and the clean logits (for the running accuracy)."
+    passes = passes or Passes(model)
     if objective == 'standard':
-        z = model(x)
+        z, = passes(x)
         return F.cross_entropy(z, y), z
-    x_adv = attack(model, x, y)  # attacks run in eval mode and restore train mode afterwards
+    x_adv = attack(model, x, y)  # attacks run in eval mode on the model itself, and restore train mode afterwards
     if objective == 'pgd-at':
-        z_adv = model(x_adv)
+        z_adv, = passes(x_adv)
         return F.cross_entropy(z_adv, y), z_adv
-    z, z_adv = model(x), model(x_adv)  # two passes, as TRADES' code: BN sees clean and adversarial batches apart
+    z, z_adv = passes(x, x_adv)  # two passes, as TRADES' code: BN sees clean and adversarial batches apart
     return F.cross_entropy(z, y) + beta * kl_loss(z_adv, ref=z).mean(), z
 
 # %% ../nbs/05_training.ipynb #20969b78
@@ -117,24 +120,27 @@ def make_optimizer(model:nn.Module, cfg:TrainConfig):
     return opt, sched
 
 # %% ../nbs/05_training.ipynb #b30dbc49
-def train_epoch(model, loader, opt, cfg:TrainConfig, attack=None, desc:str='train', penalty=None, epoch:int=0) -> dict:
-    "One pass over `loader`; returns the mean loss and the running (clean) accuracy."
+def train_epoch(model, loader, opt, cfg:TrainConfig, attack=None, desc:str='train', penalty=None, epoch:int=0,
+                passes=None) -> dict:
+    """One pass over `loader`; returns the mean loss and the running (clean) accuracy, over the global batches when the
+    loader serves this rank's slices (each slice's loss weighed by its `distributed.share`)."""
     model.train()
     dev = next(model.parameters()).device
     tot_loss = tot_ok = n = 0
     bar = progress(loader, desc=desc, leave=False)
     for x, y in bar:
         x, y = x.to(dev), y.to(dev)
-        loss, z = robust_loss(model, x, y, cfg.objective, attack, cfg.beta)
+        loss, z = robust_loss(model, x, y, cfg.objective, attack, cfg.beta, passes)
         if penalty is not None: loss = loss + penalty(model, epoch)
         if not torch.isfinite(loss): raise FloatingPointError(f"the training loss became {loss.item()} ({desc}); lower lr")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * share(len(y))).backward()
         mask_gradients_(model)
         opt.step()
         mask_weights_(model)
         n += len(y); tot_loss += loss.item() * len(y); tot_ok += (z.argmax(1) == y).sum().item()
         bar.set_postfix(loss=f'{tot_loss / n:.3f}', acc=f'{tot_ok / n:.3f}')
+    tot_loss, tot_ok, n = all_sum(tot_loss, tot_ok, n)
     return dict(loss=tot_loss / max(n, 1), acc=tot_ok / max(n, 1))
 
 # %% ../nbs/05_training.ipynb #776e19a4
@@ -158,10 +164,16 @@ def fit(model:nn.Module, # the model to train (its device is used)
         restore_best:bool=True, # load the best validation epoch's weights at the end
         stop_after:int=None, # return after this many epochs of this call (the run resumes later)
         penalty=None): # a function (model, epoch) -> scalar added to the loss (e.g. HARP's size penalty)
-    "Train `model` with `cfg`, evaluating and checkpointing every epoch; returns the per-epoch history."
+    """Train `model` with `cfg`, evaluating and checkpointing every epoch; returns the per-epoch history. Launched on several
+    processes, each trains on its slice of every global batch under DistributedDataParallel, and rank 0 alone writes."""
     if stop_after is not None: stop_after = check_int('stop_after', stop_after, 0)
     run = RunDir(run) if run is not None and not isinstance(run, RunDir) else run
+    with global_batch_norms(model):
+        return _fit(model, loaders, cfg, run, name, resume, restore_best, stop_after, penalty)
+
+def _fit(model, loaders, cfg, run, name, resume, restore_best, stop_after, penalty):
     opt, sched = make_optimizer(model, cfg)
+    passes = training_passes(model)
     history, start, best = [], 0, -1.0
     if run is not None and resume and run.has(f'{name}-last'):
         state = run.load(f'{name}-last')
@@ -173,7 +185,7 @@ def fit(model:nn.Module, # the model to train (its device is used)
         t0 = time.time()
         if hasattr(loaders.train, 'set_epoch'): loaders.train.set_epoch(epoch)
         attack = cfg.make_attack(seed=cfg.seed * 1_000_003 + epoch) if cfg.objective != 'standard' else None
-        tr = train_epoch(model, loaders.train, opt, cfg, attack, f'{name} epoch {epoch + 1}/{cfg.epochs}', penalty, epoch)
+        tr = train_epoch(model, loaders.train, opt, cfg, attack, f'{name} epoch {epoch + 1}/{cfg.epochs}', penalty, epoch, passes)
         sched.step()
         val = evaluate(model, loaders.val, cfg, robust=cfg.select == 'robust' or cfg.objective != 'standard') \
               if loaders.val is not None else {}
@@ -181,12 +193,13 @@ def fit(model:nn.Module, # the model to train (its device is used)
                    seconds=time.time() - t0)
         history.append(row)
         score = val.get(f'val_{cfg.select}', epoch)  # without validation data, the last epoch is the best
-        if run is not None:
-            if score >= best: run.save(name, {'model': model.state_dict()}, meta=dict(epoch=epoch + 1, **val))
-            best = max(best, score)
+        improved, best = score >= best, max(best, score)
+        if run is not None and is_main():
+            if improved: run.save(name, {'model': model.state_dict()}, meta=dict(epoch=epoch + 1, **val))
             run.save(f'{name}-last', dict(model=model.state_dict(), optimizer=opt.state_dict(),
                                           scheduler=sched.state_dict(), rng=get_rng_state(), history=history,
                                           epoch=epoch + 1, best=best), meta=dict(epoch=epoch + 1))
             run.save_json(f'{name}-history.json', history)
+        barrier()           # every rank sees rank 0's checkpoints before it goes on
     if run is not None and restore_best and run.has(name): model.load_state_dict(run.load(name)['model'])
     return history
