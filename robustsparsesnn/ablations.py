@@ -229,7 +229,8 @@ def evaluate_saved(target, # a run directory (its sparse SNN) or an SNN checkpoi
         res = evaluate_snn(snn, x, y, ann=ann, suite=suite, seed=cfg.run.seed, done=done, desc=f'{name} ({suite})',
                            on_entry=lambda k, e, entries: run.save_json(f'{out}.partial.json', entries))
         run.save_json(f'{out}.json', dict(checkpoint=f'{name}.safetensors', source_ann=src if ann is not None else None, **res))
-        with atomic_path(run.file(f'{out}.md')) as tmp: tmp.write_text(res['markdown'] + '\n')
+        if run.writes:
+            with atomic_path(run.file(f'{out}.md')) as tmp: tmp.write_text(res['markdown'] + '\n')
         run.file(f'{out}.partial.json').unlink(missing_ok=True)
     if verbose: print(res['markdown'])
     return run_dir/f'{out}.json'

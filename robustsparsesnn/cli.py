@@ -13,7 +13,8 @@ __all__ = ['user_error', 'main']
 import argparse, errno, json, os, sys, tempfile, time, traceback
 from pathlib import Path
 
-from .core import RunInUseError, keep_freed_memory, check_int
+from .core import RunInUseError, keep_freed_memory, check_int, get_device
+from .distributed import init_from_env, is_main, barrier
 from .pruning import METHODS
 from .conversion import diagnostics_table
 from .evaluation import ATTACK_SUITES
@@ -128,7 +129,8 @@ def _main(a):
         ctx = prepare(cfg)
         with open_run(cfg, a.run_dir) as run:
             ctx.run = run
-            check_stages(ctx, say=print)
+            if run.writes: check_stages(ctx, say=print)
+            barrier()
             info = run_stage(ctx, a.command.replace('-', '_'), force=True)
         print(json.dumps({k: v for k, v in info.items() if k != 'files'}, default=str))
 
@@ -164,7 +166,10 @@ def main(argv=None):
     "Entry point of the `rsnn` command: user errors are one line and exit 2, internal errors exit 1 with the log's path."
     a = _parser().parse_args(argv)
     keep_freed_memory()   # the command owns its process: large tensors reuse the heap instead of fresh pages
-    try: _main(a)
+    try:
+        init_from_env(get_device())     # launched by torchrun: join the other processes; rank 0 alone prints
+        if not is_main(): sys.stdout = open(os.devnull, 'w')
+        _main(a)
     except KeyboardInterrupt:
         print("rsnn: interrupted; run the same command again to resume where it stopped", file=sys.stderr)
         return 130
@@ -179,3 +184,5 @@ def main(argv=None):
               f"bug in robustsparsesnn, not in the input. The traceback is in {log}; please report it.", file=sys.stderr)
         return 1
     return 0
+
+if __name__ == '__main__': sys.exit(main())     # `python -m robustsparsesnn.cli` (the form torchrun launches)

@@ -239,7 +239,8 @@ def get_loaders(name, # a registry name or a `DataSpec`
                 augment:bool=True, # apply the data set's standard training augmentation
                 device=None, # where batches go (None: CPU)
                 download=None, # allow a torchvision download (see `find_data`)
-                verify:bool=True): # check the source against its published checksums (see `load_dataset`)
+                verify:bool=True, # check the source against its published checksums (see `load_dataset`)
+                rank:int=0, size:int=1): # this process's rank and the world size: its training loader serves its slices
     "Loaders for `name`: seeded stratified subsets, a validation split, float batches in [0, 1]."
     spec = get_spec(name)
     batch_size, seed = _count('batch_size', batch_size, lo=1), check_seed('seed', seed)
@@ -252,6 +253,6 @@ def get_loaders(name, # a registry name or a `DataSpec`
     _check_n('n_test', n_test, len(yte), spec, 'test ')
     te_idx = torch.arange(len(yte)) if n_test is None else stratified_split(yte, [n_test], seed)[0]
     mk = lambda x, y, i, **kw: BatchLoader(x[i], y[i], batch_size, seed=seed, device=device, **kw)
-    return Loaders(train=mk(xtr, ytr, tr_idx, shuffle=True, augment=get_augment(spec) if augment else None),
+    return Loaders(train=mk(xtr, ytr, tr_idx, shuffle=True, augment=get_augment(spec) if augment else None, rank=rank, size=size),
                    val=mk(xtr, ytr, val_idx) if n_val else None, test=mk(xte, yte, te_idx), spec=spec,
                    indices={'train': tr_idx, 'val': val_idx, 'test': te_idx})

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
+from .distributed import world, sum_tensor
 from .core import check_choice, check_int, progress
 from .surrogates import GradKind
 from .neurons import IFNeuron, spiking_neurons, unfold_time, model_state
@@ -74,7 +75,8 @@ def record_spikes(model:nn.Module, # an SNN (`T > 0`) built from `IFNeuron`s
                   batch_size:int=256, # batch size when `data` is a tensor
                   desc:str='spikes' # progress bar label
                  ) -> SpikeRecord:
-    "Run the SNN over `data` (eval mode) and count each neuron's spikes at each time step."
+    """Run the SNN over `data` (eval mode) and count each neuron's spikes at each time step. Of several processes, each
+    runs every `size`-th batch and the counts are summed over the ranks: integers, the same whatever the split."""
     neurons, dev = _check_snn(model), _device(model)
     if n is not None: n = check_int('n', n, 1)
     batch_size = check_int('batch_size', batch_size, 1)
@@ -85,19 +87,20 @@ def record_spikes(model:nn.Module, # an SNN (`T > 0`) built from `IFNeuron`s
         c = s.sum(1, dtype=torch.int64)
         counts[name] = c if name not in counts else counts[name] + c
     hooks = [m.register_forward_hook(lambda m, i, o, name=name: hook(m, i, o, name)) for name, m in neurons]
-    seen, shape = 0, None
+    seen, shape, (rank, size) = 0, None, world()
     try:
         with model_state(model, train=False):
-            for x in progress(_batches(data, batch_size), desc=desc, leave=False):
+            for i, x in enumerate(progress(_batches(data, batch_size), desc=desc, leave=False)):
                 if n is not None: x = x[:n - seen]
                 if len(x) == 0: break
-                model(x.to(dev)); seen += len(x); shape = tuple(x.shape[1:])
+                if i % size == rank or (i == 0 and size > 1): model(x.to(dev)[:len(x) if i % size == rank else 0])
+                seen += len(x); shape = tuple(x.shape[1:])
                 if bad: raise ValueError(f"neuron {bad[0]!r} emitted values other than 0 and 1: not a spiking layer")
     finally:
         for h in hooks: h.remove()
     if seen == 0: raise ValueError("no samples in `data`: nothing was recorded")
     T = neurons[0][1].T
-    return SpikeRecord({k: v.cpu() for k, v in counts.items()}, seen, T, shape)
+    return SpikeRecord({k: sum_tensor(v).cpu() for k, v in counts.items()}, seen, T, shape)
 
 # %% ../nbs/10a_energy.ipynb #f8b64839
 INPUT = '<input>' # the key of the analogue input's fan-out

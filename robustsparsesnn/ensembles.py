@@ -19,6 +19,7 @@ import torch
 from torch import nn, Tensor
 
 from .core import check_choice, check_range, check_int, progress
+from .distributed import shard_batches, gather
 from .surrogates import ENSEMBLE_MODES, GradKind, GradMode, parse_mode, ASSG
 from .neurons import adaptive_gradients, check_stateless, model_T, model_state, exact_mode
 from .models import exact_logits
@@ -333,9 +334,11 @@ def _check_members(members) -> tuple:
     return tuple(str(check_member(m)) for m in members)
 
 def _batched_mask(model, attack, x, y, batch_size, desc:str=None):
-    "Per-sample robustness in batches; with `desc`, a progress bar over the images (it moves after every batch)."
-    out, bar = [], progress(total=len(x), desc=desc, unit='img', leave=False, **({} if desc else dict(disable=True)))
-    for i in range(0, len(x), batch_size):
-        out.append(robust_mask(model, attack, x[i:i + batch_size], y[i:i + batch_size])); bar.update(len(out[-1]))
+    """Per-sample robustness in batches; with `desc`, a progress bar over the images (it moves after every batch). Of
+    several processes, each attacks its run of the batches (`distributed.shard_batches`) and all get every result."""
+    mine = shard_batches(len(x), batch_size)
+    out, bar = [], progress(total=sum(b - a for a, b in mine), desc=desc, unit='img', leave=False, **({} if desc else dict(disable=True)))
+    for a, b in mine:
+        out.append(robust_mask(model, attack, x[a:b], y[a:b])); bar.update(len(out[-1]))
     bar.close()
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+    return gather(torch.cat(out) if out else torch.zeros(0, dtype=torch.bool, device=x.device))

@@ -19,6 +19,7 @@ import torch
 from .core import derive_seed, RunDir, SEED_MAX, get_device, atomic_path
 from .data import get_loaders
 from .datasets import get_spec
+from .distributed import world
 from .training import fit
 from .pruning import prune, sparsity_table, global_sparsity
 from .conversion import convert, conversion_diagnostics, plot_conversion_diagnostics
@@ -66,8 +67,9 @@ class Context:
         d = self.cfg.data
         n = d.n_train if n_train is None else n_train
         if n not in self._loaders:
+            rank, size = world()     # launched on several processes, each trains on its slice of every batch
             try: self._loaders[n] = get_loaders(d.name, batch_size=d.batch_size, n_train=n, n_val=d.n_val, n_test=d.n_test,
-                                                root=d.root, seed=d.seed, device=self.device)
+                                                root=d.root, seed=d.seed, device=self.device, rank=rank, size=size)
             except (ValueError, FileNotFoundError) as e: raise ConfigError(f"[data] {e}") from None
         return self._loaders[n]
 
@@ -75,6 +77,7 @@ class Context:
         "The training loader on its own random stream, a pure function of [data] seed: conversion draws the same batches in any process."
         cal = copy.copy(self.loaders().train)
         cal.seed, cal.epoch = derive_seed(self.cfg.data.seed, 'convert') % (SEED_MAX + 1), 0
+        cal.rank, cal.size = 0, 1        # whole batches, the same on every rank
         return cal
 
     @property
@@ -258,7 +261,8 @@ def stage_evaluate(ctx:Context):
     ctx.run.save_json('evaluation.json', out)
     layers = {k: v for r in res.values() for k, v in r['diagnostics'].items()}
     ctx.run.save_json('diagnostics.json', dict(n=min(DIAGNOSTICS_N, e.n), eps=e.metric_eps, attack=_DIAGNOSTICS_ATTACK, layers=layers))
-    for k in res: ctx.run.file(f'evaluation-{k}.partial.json').unlink(missing_ok=True)
+    for k in res:
+        if ctx.run.writes: ctx.run.file(f'evaluation-{k}.partial.json').unlink(missing_ok=True)
     return dict(snn_clean=out['clean']['sparse_snn']['acc'])
 
 def stage_energy(ctx:Context):

@@ -26,7 +26,7 @@ def bn_job():
     with global_batch_norms(net):
         y = net(xs)
         (y * w[mine]).sum().backward()
-    return dict(y=gather(y.detach(), 8), grad=gather(xs.grad, 8), mean=net[0].running_mean, var=net[0].running_var)
+    return dict(y=gather(y.detach()), grad=gather(xs.grad), mean=net[0].running_mean, var=net[0].running_var)
 
 
 class Slow:
@@ -54,15 +54,26 @@ def fit_job(out:Path):
     train = BatchLoader(images[:28], labels[:28], batch_size=8, shuffle=True, augment=aug, seed=3, rank=rank, size=size)
     loaders = type('L', (), dict(train=Slow(train), val=BatchLoader(images[28:], labels[28:], batch_size=8)))()
     model = VGG(((4,), (6, 6)), num_classes=5, in_channels=2, width=1.0)
-    cfg = TrainConfig(objective='trades', eps=8/255, attack='pgd-kl', attack_steps=2, epochs=3, lr=0.05, eval_steps=2, eval_n=8)
+    if os.environ.get('RSNN_TEST_T'): model.set_T(int(os.environ['RSNN_TEST_T']))      # the same, as an SNN
+    if os.environ.get('RSNN_TEST_CL'): model.to(memory_format=torch.channels_last)
+    cfg = TrainConfig(objective='trades', eps=8/255, attack=os.environ.get('RSNN_TEST_ATTACK', 'pgd-kl'), attack_steps=2, epochs=3, lr=0.05, eval_steps=2, eval_n=8)
     hist = fit(model, loaders, cfg, run=out/'run', name='tiny')
     return dict(loss=torch.tensor([h['train_loss'] for h in hist]), acc=torch.tensor([h['train_acc'] for h in hist]),
                 val=torch.tensor([h['val_robust'] for h in hist]), weights=model.state_dict())
+
+
+def invisible_job(out:Path):
+    "The tiny pipeline on a relative run directory, each rank in a folder of its own: rank 1 cannot see what rank 0 made."
+    from robustsparsesnn.config import preset_config
+    from robustsparsesnn.pipeline import run_pipeline
+    os.chdir(out/f'rank{world()[0]}')
+    run_pipeline(preset_config('tiny'), 'runs/tiny', stages=('pretrain',), verbose=False)
 
 
 if __name__ == '__main__':
     job, out = sys.argv[1], Path(sys.argv[2])
     init_from_env('cpu')
     torch.set_num_threads(1)
-    res = dict(bn=bn_job, fit=lambda: fit_job(out))[job]()
+    for r in range(2): (out/f'rank{r}').mkdir(exist_ok=True)
+    res = dict(fit=lambda: dict(fit_job(out), bn=bn_job()), invisible=lambda: invisible_job(out))[job]()
     if is_main(): torch.save(res, out/f'{job}.pt')
