@@ -115,6 +115,8 @@ def test_bad_launches_say_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         'rsnn: error: WORLD_SIZE=2 but MASTER_ADDR, MASTER_PORT not set: launch with `torchrun --nproc-per-node N -m '
         'robustsparsesnn.cli ...`, which sets them']
+    r = rsnn('reproduce', 'fashion-mnist', '--quick', '--root', tmp_path/'z', nproc=2)
+    assert r.returncode != 0 and 'rsnn reproduce runs on one process; under torchrun launch `run` or a stage' in r.stderr
     p = launch('invisible', tmp_path/'inv', 2, wait=False)
     log, _ = p.communicate(timeout=600)
     assert p.returncode != 0 and 'rank 1 cannot see the run directory runs/tiny that rank 0 made' in log
