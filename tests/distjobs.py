@@ -54,9 +54,7 @@ def fit_job(out:Path):
     train = BatchLoader(images[:28], labels[:28], batch_size=8, shuffle=True, augment=aug, seed=3, rank=rank, size=size)
     loaders = type('L', (), dict(train=Slow(train), val=BatchLoader(images[28:], labels[28:], batch_size=8)))()
     model = VGG(((4,), (6, 6)), num_classes=5, in_channels=2, width=1.0)
-    if os.environ.get('RSNN_TEST_T'): model.set_T(int(os.environ['RSNN_TEST_T']))      # the same, as an SNN
-    if os.environ.get('RSNN_TEST_CL'): model.to(memory_format=torch.channels_last)
-    cfg = TrainConfig(objective='trades', eps=8/255, attack=os.environ.get('RSNN_TEST_ATTACK', 'pgd-kl'), attack_steps=2, epochs=3, lr=0.05, eval_steps=2, eval_n=8)
+    cfg = TrainConfig(objective='trades', eps=8/255, attack='pgd-kl', attack_steps=2, epochs=3, lr=0.05, eval_steps=2, eval_n=8)
     hist = fit(model, loaders, cfg, run=out/'run', name='tiny')
     return dict(loss=torch.tensor([h['train_loss'] for h in hist]), acc=torch.tensor([h['train_acc'] for h in hist]),
                 val=torch.tensor([h['val_robust'] for h in hist]), weights=model.state_dict())
