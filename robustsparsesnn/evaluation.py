@@ -321,13 +321,13 @@ def attacks_markdown(results:dict # {column title: a results file of `studies.at
         a = next((a for a in r['attacks'] if a['attack'].split(' (')[0] == name), None)
         if a is None: return ''
         steps = f" ({a['attack'].split(' (')[1]}" if ' (' in a['attack'] else ''
-        return f"{100 * a['robust']:.1f} [{100 * a['interval'][0]:.1f}, {100 * a['interval'][1]:.1f}]{steps}"
+        return f"{100 * a['acc']:.1f} [{100 * a['interval'][0]:.1f}, {100 * a['interval'][1]:.1f}]{steps}"
     lines = ['| attack | ' + ' | '.join(cols) + ' |', '|---|' + '---|' * len(cols),
              '| clean (n) | ' + ' | '.join(f"{100 * r['clean']:.1f} ({r['n']})" for r in results.values()) + ' |']
     lines += [f'| {name} | ' + ' | '.join(cell(r, name) for r in results.values()) + ' |' for name in names]
     w = [r['worst_case'] for r in results.values()]
     lines.append('| **worst case** (every attack, per sample) | ' + ' | '.join(
-        f"**{100 * x['robust']:.1f}** [{100 * x['interval'][0]:.1f}, {100 * x['interval'][1]:.1f}]" for x in w) + ' |')
+        f"**{100 * x['acc']:.1f}** [{100 * x['interval'][0]:.1f}, {100 * x['interval'][1]:.1f}]" for x in w) + ' |')
     lines.append('| samples only Square broke / only the white-box attacks broke (McNemar p) | ' + ' | '.join(
         f"{x['square_vs_white_box']['only_square']} / {x['square_vs_white_box']['only_white_box']} "
         f"(p = {x['square_vs_white_box']['p']:.2g})" for x in w) + ' |')

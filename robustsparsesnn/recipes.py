@@ -7,9 +7,10 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/recipes.html.md"""
 
 # %% auto #0
 __all__ = ['PAPER_ATTACKS', 'PAPER_PRETRAINING', 'REPRODUCTIONS', 'E2E_ARMS', 'CONVERSIONS', 'RECIPES', 'TITLES', 'FIGURES',
-           'README_MARKERS', 'Reproduction', 'snn_accuracies', 'eval_labels', 'sweep_claims', 'recipe_sweep',
-           'recipe_figure1', 'attack_claims', 'recipe_attacks', 'recipe_pretraining', 'recipe_conversion', 'reproduce',
-           'load_results', 'published', 'readme_results', 'fill_readme']
+           'README_MARKERS', 'BUDGETS', 'BUDGET_MARKERS', 'Reproduction', 'snn_accuracies', 'eval_labels',
+           'sweep_claims', 'recipe_sweep', 'recipe_figure1', 'attack_claims', 'recipe_attacks', 'recipe_pretraining',
+           'recipe_conversion', 'reproduce', 'load_results', 'published', 'readme_results', 'readme_budgets',
+           'fill_readme']
 
 # %% ../nbs/14a_recipes.ipynb #fd2dc46a
 import json, shlex, time
@@ -21,7 +22,7 @@ import torch
 from .core import check_choice, RunDir, save_json, load_json, progress, package_versions, git_commit, seed_everything
 from .pruning import METHODS
 
-from .evaluation import evaluation_report
+from .evaluation import evaluation_report, attacks_markdown
 from .ensembles import SNN_ATTACKS, EnsembleAttack, _batched_mask
 from .statistics import unpack_mask, accuracy, ordering, within, measured, collapsed, _bits
 from .attacks import eps_label
@@ -397,18 +398,38 @@ def readme_results(root='results', # the folder of the results folders, one per 
     figures = [f"![{what} ({TITLES[d]}): {alt}](images/{_figure(d, what)})" for d in found for what, alt in FIGURES.items()]
     return '\n'.join(out) + '\n' + claims_table(claims) + '\n\n' + '\n\n'.join(figures)
 
+# the SNNs of the README's worst-case table: {column: its `rsnn attack-budget` results file under results/}
+BUDGETS = {'Fashion-MNIST (demo)': 'fashion-mnist/demo_attack_budget.json',
+           'Fashion-MNIST (LWM, T = 4)': 'fashion-mnist/fashion-mnist-lwm_attack_budget.json',
+           'CIFAR-10 (JPEG)': 'cifar10-jpeg/cifar10-jpeg-mini_attack_budget.json'}
+BUDGET_MARKERS = ('<!-- worst case: rendered by `make readme` from results/ -->', '<!-- end of worst case -->')
+
+def readme_budgets(root='results' # the folder of the results folders
+                  ) -> str: # markdown
+    "The README's worst-case table: every attack at PGD_ens's budget on each SNN of `BUDGETS` that has its file in `root`."
+    found = {k: load_json(Path(root)/f) for k, f in BUDGETS.items() if (Path(root)/f).is_file()}
+    return attacks_markdown(found) if found else 'No `rsnn attack-budget` results yet.'
+
+def _fill(nb:dict, markers:tuple, text:str) -> bool:
+    "Put `text` between `markers` in the notebook's markdown cell that holds them; False when none does."
+    start, end = markers
+    text = lambda c: ''.join(c['source'])
+    cell = next((c for c in nb['cells'] if c['cell_type'] == 'markdown' and start in text(c) and end in text(c)), None)
+    if cell is None: return False
+    head, rest = ''.join(cell['source']).split(start, 1)
+    cell['source'] = (head + start + '\n\n' + text + '\n\n' + end + rest.split(end, 1)[1]).splitlines(keepends=True)
+    return True
+
 def fill_readme(notebook='nbs/index.ipynb', # the notebook the README is rendered from
                 root='results', # the results folders
                 quick:bool=False): # the results of --quick runs instead
-    """Write `readme_results(root, quick)` between the `README_MARKERS` of the notebook's markdown cells, and its figures
-    into images/ beside it."""
-    path, (start, end) = Path(notebook), README_MARKERS
+    """Write `readme_results(root, quick)` between the `README_MARKERS` of the notebook's markdown cells (and
+    `readme_budgets(root)` between the `BUDGET_MARKERS`, where the notebook has them), and the figures into images/."""
+    path = Path(notebook)
     nb = json.loads(path.read_text())
-    text = lambda c: ''.join(c['source'])
-    cell = next((c for c in nb['cells'] if c['cell_type'] == 'markdown' and start in text(c) and end in text(c)), None)
-    if cell is None: raise ValueError(f"{notebook} has no markdown cell with the markers {start!r} and {end!r}")
-    head, rest = ''.join(cell['source']).split(start, 1)
-    cell['source'] = (head + start + '\n\n' + readme_results(root, quick) + '\n\n' + end + rest.split(end, 1)[1]).splitlines(keepends=True)
+    if not _fill(nb, README_MARKERS, readme_results(root, quick)):
+        raise ValueError(f"{notebook} has no markdown cell with the markers {README_MARKERS[0]!r} and {README_MARKERS[1]!r}")
+    if not quick: _fill(nb, BUDGET_MARKERS, readme_budgets(root))
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
     (path.parent/'images').mkdir(exist_ok=True)
     for d, res in published(root, quick).items():

@@ -51,6 +51,8 @@ def finetune(snn:nn.Module, # the converted SNN (`conversion.convert`), or an E2
     if cfg.objective != 'trades' or cfg.attack != 'rfgsm-kl':
         raise ValueError(f"Eq. 8 is TRADES with RFGSM on the KL term: objective 'trades' and attack 'rfgsm-kl', "
                          f"got {cfg.objective!r} and {cfg.attack!r}")
+    if cfg.amp: raise ValueError("amp (bf16 autocast) is for the ANN stages: an SNN's spikes are thresholds, and bf16 rounding "
+                                 "moves which ones fire; set amp = false for snn_finetune")
     T = check_int('T (SNN time steps)', T, 1)
     set_T(snn, T); set_mode(snn, mode)
     for _, n in spiking_neurons(snn): n.threshold.requires_grad_(True)

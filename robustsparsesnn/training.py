@@ -7,7 +7,7 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/training.html.md"""
 
 # %% auto #0
 __all__ = ['OBJECTIVES', 'PAPER_PRETRAIN', 'robust_loss', 'TrainConfig', 'mask_gradients_', 'mask_weights_', 'make_optimizer',
-           'train_epoch', 'evaluate', 'fit']
+           'bf16_passes', 'train_epoch', 'evaluate', 'fit']
 
 # %% ../nbs/05_training.ipynb #3951f340
 import time
@@ -64,6 +64,7 @@ class TrainConfig:
     eval_n:int=512 # validation samples attacked each epoch (a cheap robust number)
     select:str='robust' # the validation metric that picks the best epoch: 'robust' or 'clean'
     seed:int=0 # seed of the attacks' random starts (data order is the loaders' seed)
+    amp:bool=False # bf16 autocast of the training passes, for ANN stages on GPUs (the attacks and validation stay float32)
 
     def __post_init__(self):
         check_choice('objective', self.objective, OBJECTIVES)
@@ -77,6 +78,7 @@ class TrainConfig:
         check_range('weight_decay', self.weight_decay, 0)
         check_choice('schedule', self.schedule, ('cosine', 'constant'))
         check_choice('select', self.select, ('robust', 'clean'))
+        if not isinstance(self.amp, bool): raise ValueError(f"amp must be true or false, got {self.amp!r}")
         kl = ATTACKS[self.attack].fixed.get('loss') == 'kl'
         if self.objective == 'trades' and not kl:
             raise ValueError(f"TRADES maximises the KL term: attack must be 'pgd-kl' or 'rfgsm-kl', got {self.attack!r}")
@@ -120,12 +122,23 @@ def make_optimizer(model:nn.Module, cfg:TrainConfig):
     return opt, sched
 
 # %% ../nbs/05_training.ipynb #b30dbc49
+def bf16_passes(passes, # the training passes, (*batches) -> logits
+                device_type:str # 'cuda' or 'cpu'
+               ): # the same passes under bf16 autocast, their logits back in float32 for the loss
+    "Mixed precision for the training passes alone: the attack that made the batch ran in float32 before them."
+    def run(*xs):
+        with torch.autocast(device_type, dtype=torch.bfloat16): zs = passes(*xs)
+        return tuple(z.float() for z in zs)
+    return run
+
 def train_epoch(model, loader, opt, cfg:TrainConfig, attack=None, desc:str='train', penalty=None, epoch:int=0,
                 passes=None) -> dict:
     """One pass over `loader`; returns the mean loss and the running (clean) accuracy, over the global batches when the
     loader serves this rank's slices (each slice's loss weighed by its `distributed.share`)."""
     model.train()
     dev = next(model.parameters()).device
+    passes = passes or Passes(model)
+    if cfg.amp: passes = bf16_passes(passes, dev.type)
     tot_loss = tot_ok = n = 0
     bar = progress(loader, desc=desc, leave=False)
     for x, y in bar:

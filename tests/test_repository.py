@@ -41,6 +41,15 @@ def test_one_preset_registry():
     assert defs == ['robustsparsesnn/config.py'], defs
 
 
+def test_readme_worst_case_table_comes_from_results():
+    "The README's worst-case table is what `readme_budgets` renders from the `rsnn attack-budget` files in results/."
+    from robustsparsesnn.recipes import readme_budgets, BUDGET_MARKERS
+    readme = (ROOT/'README.md').read_text()
+    start, end = BUDGET_MARKERS
+    assert start in readme and end in readme, f'README.md lacks the markers {BUDGET_MARKERS}: run `make readme`'
+    assert readme.split(start, 1)[1].split(end, 1)[0].strip() == readme_budgets(ROOT/'results'), 'run `make readme`'
+
+
 def test_readme_results_come_from_results():
     "The README's results (every number of its results table) are what `readme_results` renders from results/ today."
     from robustsparsesnn.recipes import readme_results, README_MARKERS
