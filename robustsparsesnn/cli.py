@@ -191,4 +191,5 @@ def main(argv=None):
         return 1
     return 0
 
+# %% ../nbs/15_cli.ipynb #7870979d
 if __name__ == '__main__': sys.exit(main())     # `python -m robustsparsesnn.cli` (the form torchrun launches)

@@ -413,8 +413,8 @@ def readme_budgets(root='results' # the folder of the results folders
 def _fill(nb:dict, markers:tuple, text:str) -> bool:
     "Put `text` between `markers` in the notebook's markdown cell that holds them; False when none does."
     start, end = markers
-    text = lambda c: ''.join(c['source'])
-    cell = next((c for c in nb['cells'] if c['cell_type'] == 'markdown' and start in text(c) and end in text(c)), None)
+    src = lambda c: ''.join(c['source'])
+    cell = next((c for c in nb['cells'] if c['cell_type'] == 'markdown' and start in src(c) and end in src(c)), None)
     if cell is None: return False
     head, rest = ''.join(cell['source']).split(start, 1)
     cell['source'] = (head + start + '\n\n' + text + '\n\n' + end + rest.split(end, 1)[1]).splitlines(keepends=True)
