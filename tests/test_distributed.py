@@ -106,17 +106,22 @@ def test_sharded_evaluation_and_energy_are_identical(tiny_run):
         assert without_times(again) == without_times(two), stage
 
 
-def test_bad_launches_say_one_line(tmp_path):
-    r = rsnn('run', 'tiny', '--run-dir', tmp_path/'x', nproc=3)                      # batch 64 over 3 processes
-    assert r.returncode != 0 and 'batch_size 64 does not split over 3 ranks' in r.stderr
+def test_bad_launches_say_one_line(tmp_path, monkeypatch, capsys):
+    from robustsparsesnn import cli, stages
+    monkeypatch.setattr(cli, 'init_from_env', lambda *a: None)                     # as if torchrun had started 3 ranks
+    for m in (cli, stages): monkeypatch.setattr(m, 'world', lambda: (0, 3))
+    assert cli.main(['run', 'tiny', '--run-dir', str(tmp_path/'x')]) == 2           # the tiny preset's batch is 64
+    assert cli.main(['reproduce', 'fashion-mnist', '--quick', '--root', str(tmp_path/'z')]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ['rsnn: error: [data] batch_size 64 does not split over 3 ranks; use a multiple of 3',
+                   'rsnn: error: rsnn reproduce runs on one process; under torchrun launch `run` or a stage (convert, energy, '
+                   'evaluate, pretrain, prune, report, snn-finetune)'] and not (tmp_path/'x').exists()
     env = {k: v for k, v in ENV.items() if k not in ('MASTER_ADDR', 'MASTER_PORT')}
     r = subprocess.run(RSNN + ['run', 'tiny', '--run-dir', str(tmp_path/'y')], capture_output=True, text=True, timeout=600,
                        env=dict(env, WORLD_SIZE='2', RANK='0', LOCAL_RANK='0'))
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         'rsnn: error: WORLD_SIZE=2 but MASTER_ADDR, MASTER_PORT not set: launch with `torchrun --nproc-per-node N -m '
         'robustsparsesnn.cli ...`, which sets them']
-    r = rsnn('reproduce', 'fashion-mnist', '--quick', '--root', tmp_path/'z', nproc=2)
-    assert r.returncode != 0 and 'rsnn reproduce runs on one process; under torchrun launch `run` or a stage' in r.stderr
-    p = launch('invisible', tmp_path/'inv', 2, wait=False)
+    p = launch('invisible', tmp_path/'inv', 2, wait=False)                          # two real processes, two folders
     log, _ = p.communicate(timeout=600)
     assert p.returncode != 0 and 'rank 1 cannot see the run directory runs/tiny that rank 0 made' in log
