@@ -63,10 +63,14 @@ def barrier():
     if world()[1] > 1: dist.barrier()
 
 # %% ../nbs/00d_distributed.ipynb #f4f3dd4a
+def _comm_device() -> str:
+    "Where collectives take their tensors: the GPU under nccl, the CPU under gloo."
+    return 'cuda' if dist.get_backend() == 'nccl' else 'cpu'
+
 def all_sum(*values:float) -> list:
     "Each value summed over every rank, in float64; the values themselves on one process."
     if world()[1] == 1: return [float(v) for v in values]
-    t = torch.tensor(values, dtype=torch.float64, device='cuda' if dist.get_backend() == 'nccl' else 'cpu')
+    t = torch.tensor(values, dtype=torch.float64, device=_comm_device())
     dist.all_reduce(t)
     return t.tolist()
 
@@ -74,7 +78,7 @@ def sum_tensor(t:Tensor # the same shape on every rank
               ) -> Tensor: # the sum over every rank (a new tensor on `t`'s device); `t` on one process
     "A tensor summed over every rank: counts summed in int64 are the same whatever the split."
     if world()[1] == 1: return t
-    s = t.to('cuda' if dist.get_backend() == 'nccl' else 'cpu').clone()
+    s = t.to(_comm_device()).clone()
     dist.all_reduce(s)
     return s.to(t.device)
 
@@ -90,7 +94,7 @@ def gather(t:Tensor # this rank's share (along the first dimension; any length, 
     "Concatenate every rank's `t` in rank order (on `t`'s device); `t` itself on one process."
     rank, size = world()
     if size == 1: return t
-    dev = 'cuda' if dist.get_backend() == 'nccl' else 'cpu'
+    dev = _comm_device()
     lens = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(size)]
     dist.all_gather(lens, torch.tensor([len(t)], device=dev))
     lens = [int(k) for k in lens]

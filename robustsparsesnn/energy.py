@@ -93,7 +93,8 @@ def record_spikes(model:nn.Module, # an SNN (`T > 0`) built from `IFNeuron`s
             for i, x in enumerate(progress(_batches(data, batch_size), desc=desc, leave=False)):
                 if n is not None: x = x[:n - seen]
                 if len(x) == 0: break
-                if i % size == rank or (i == 0 and size > 1): model(x.to(dev)[:len(x) if i % size == rank else 0])
+                mine = i % size == rank      # the others run batch 0 empty, for counts of the right shapes
+                if mine or i == 0: model(x.to(dev)[:len(x) if mine else 0])
                 seen += len(x); shape = tuple(x.shape[1:])
                 if bad: raise ValueError(f"neuron {bad[0]!r} emitted values other than 0 and 1: not a spiking layer")
     finally:
