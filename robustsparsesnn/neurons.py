@@ -19,7 +19,7 @@ from torch import nn, Tensor
 
 from .core import check_choice, check_range, check_int
 from .surrogates import GradKind, GradMode, parse_mode, RESETS, ASSG, AdaptiveSharpness
-from .kernel import cpu_kernel, loop_forward, loop_backward
+from .kernel import cpu_kernel, compiled_loop, loop_forward, loop_backward
 
 # %% ../nbs/01c_neurons.ipynb #624fcbc7
 def direct_coding(x:Tensor, # images (B, ...), already normalised
@@ -55,14 +55,14 @@ class IFSpike(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x:Tensor, vth:Tensor, tau:float, mode:GradMode, save:bool=True, soft:bool=False):
         bptt = save and mode.kind is GradKind.BPTT
-        spikes = torch.empty_like(x)
-        vpre = torch.empty_like(x) if bptt else None           # v(t^-) of every step, for the backward
-        kernel = cpu_kernel()
-        compiled = kernel.runs(x, vth)                          # decided once: the backward runs the same way
-        (kernel.forward if compiled else loop_forward)(x, vth, tau, soft, spikes, vpre)
+        path = _path(x, vth)                                    # decided once: the backward runs the same way
+        if path == 'graph': spikes, vpre = compiled_loop().forward(x, vth, tau, soft, bptt)
+        else:
+            spikes, vpre = torch.empty_like(x), torch.empty_like(x) if bptt else None   # v(t^-) for the backward
+            (cpu_kernel().forward if path == 'cpu' else loop_forward)(x, vth, tau, soft, spikes, vpre)
         adaptive = not isinstance(mode, GradMode)                 # an ASSG layer: statistics, a per-element alpha
         if bptt and adaptive: mode.observe(vpre - vth)
-        ctx.tau, ctx.mode, ctx.soft, ctx.compiled = tau, mode, soft, compiled and not adaptive
+        ctx.tau, ctx.mode, ctx.soft, ctx.path = tau, mode, soft, 'loop' if adaptive else path
         if not save: return spikes                              # inference: nothing kept for backward
         if bptt: ctx.save_for_backward(vpre, vth)
         elif mode.kind is GradKind.BPTR: ctx.save_for_backward(spikes.sum(0) > 0, vth)
@@ -73,9 +73,14 @@ class IFSpike(torch.autograd.Function):
     def backward(ctx, g:Tensor):
         saved, vth = ctx.saved_tensors
         if ctx.mode.kind is not GradKind.BPTT: gx, gth = _rate_backward(g, saved, vth, ctx.mode)
-        elif ctx.compiled: gx, gth = cpu_kernel().backward(g, saved, vth, ctx.tau, ctx.mode, ctx.soft)
+        elif ctx.path == 'cpu': gx, gth = cpu_kernel().backward(g, saved, vth, ctx.tau, ctx.mode, ctx.soft)
+        elif ctx.path == 'graph': gx, gth = compiled_loop().backward(g, saved, vth, ctx.tau, ctx.mode, ctx.soft)
         else: gx, gth = loop_backward(g, saved, vth, ctx.tau, ctx.mode, ctx.soft)
         return gx, (gth if ctx.needs_input_grad[1] else None), None, None, None, None
+
+def _path(x, vth) -> str:
+    "Where the time loop runs: 'cpu' (the numba kernel), 'graph' (`torch.compile`, GPUs) or 'loop' (torch)."
+    return 'cpu' if cpu_kernel().runs(x, vth) else 'graph' if compiled_loop().runs(x, vth) else 'loop'
 
 def _rate_backward(g, saved, vth, mode):
     "BPTR / RGA: every step's spike is the rate f(mean input); dL/dx_t = f' * mean_tau dL/ds_tau."
