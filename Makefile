@@ -23,6 +23,8 @@ $(BASE_STAMP): pyproject.toml
 
 $(STAMP): pyproject.toml $(BASE_STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['peers'])" \
+	    | xargs $(BIN)/python -m pip install --quiet --no-deps   # SpikingJelly and snnTorch for the adapters' tests
 	touch $(STAMP)
 
 demo: $(BASE_STAMP)  ## run the main job on the embedded Fashion-MNIST demo

@@ -27,7 +27,7 @@ default phase and then the tuned one (the tuned phase re-uses the default phase'
         [--malloc both|default|tuned] [--channels-last] [--frameworks ours spikingjelly snntorch ours-whatif]
 
 The peers: .venv/bin/python -m pip install --no-deps spikingjelly==2.0.0 snntorch==1.0.0 loguru==0.7.3
-(the `bench` extra of pyproject.toml; --no-deps because spikingjelly's declared dependencies pull torchaudio and
+(the `peers` extra of pyproject.toml; --no-deps because spikingjelly's declared dependencies pull torchaudio and
 tensorboard, which these benchmarks do not use). A framework that is not installed is skipped with a note.
 """
 import argparse, datetime, os, platform

@@ -3,6 +3,7 @@
 Modules:
 
 - `robustsparsesnn.ablations`: What a finished run can still tell: ablations of the conversion and finetuning settings on its ANNs, the standalone evaluation of a saved SNN at an attack suite, and the run's report made again.
+- `robustsparsesnn.adapters`: Spiking networks built with SpikingJelly, snnTorch or a neuron class of one's own, seen by the package's attacks and evaluation: T steps of direct coding, the neurons' state reset inside every forward, time-mean logits, and each gradient mode swapped in as the neurons' surrogate for one forward and put back after it.
 - `robustsparsesnn.attacks`: L_inf attacks with one small interface, `attack(model, x, y) -> x_adv`: the losses they maximise, FGSM, RFGSM and PGD (with the KL variants robust training uses), and clean and robust accuracy over a data set. APGD, SA-PGD, Square and every attack by name are `autoattack`'s.
 - `robustsparsesnn.autoattack`: The attacks that need no step size and no gradient: Auto-PGD with the CE and DLR losses, SA-PGD, the black-box Square attack, and every attack of the package by name (`make_attack`), with the tests that hold for all of them.
 - `robustsparsesnn.cli`: One command line over the pipeline: run a configuration or a preset, a stage, a sweep, an ablation, a standalone evaluation, a paper reproduction; user errors are one line and exit status 2, bugs exit 1 with their traceback logged.
@@ -21,6 +22,7 @@ Modules:
 - `robustsparsesnn.models`: VGG-11, VGG-16 and WRN-28-4 built from masked layers and IF neurons: one model object is the ANN (T=0) and the SNN (T>0), under any gradient mode.
 - `robustsparsesnn.neurons`: Integrate-and-fire dynamics (Eq. 1-3) as one autograd function over time, with the gradient modes of `surrogates`; the neuron layer, and one context manager for a model's temporary state (T, gradient mode, train or eval).
 - `robustsparsesnn.nir_io`: The converted sparse SNN as a graph of the Neuromorphic Intermediate Representation (NIR), which simulators and chips read, and an interpreter that runs such a graph back as a torch model with the original's logits.
+- `robustsparsesnn.owndata`: A `DataSpec` from an image folder (a class per subfolder) or from arrays (uint8 or float, NCHW or NHWC): decoded once into the checked cache, split into stratified subsets and augmented like the registered data sets.
 - `robustsparsesnn.paper_tables`: Every claim's verdict, Figure 1 and 2, Tables 1, 3, A1, B1, B3, B4 and the learning curves, rendered from a reproduction's results files (dicts), never from a model, so the README and the notebooks show the same numbers as `results/`.
 - `robustsparsesnn.pipeline`: Running the stages: everything checked before any work, the run directory pinned, every stage run once and resumed where it stopped; sweeps of pruning methods and sparsities on one shared ANN.
 - `robustsparsesnn.pruning`: Magnitude (LWM), HYDRA and HARP pruning of a robust ANN with exact per-layer kept counts, frozen masks, and adversarial finetuning of the sparse weights.

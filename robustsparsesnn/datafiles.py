@@ -71,6 +71,7 @@ def _looks_like(spec:DataSpec, p:Path) -> bool:
         archive = p.is_file() and p.name.startswith('cifar-100-' if c100 else 'cifar-10-')
         return archive or (p/('meta' if c100 else 'batches.meta')).is_file()
     if kind == 'tinyimagenet': return (p/'train').is_dir() and (p/'val'/'val_annotations.txt').is_file()
+    if kind == 'arrays': return (p/'train.safetensors').is_file() and (p/'test.safetensors').is_file()
     return False
 
 def _look_in(spec:DataSpec, folder:Path):
@@ -100,6 +101,8 @@ def find_data(name, # a registry name or a `DataSpec`
     "The file or folder holding data set `name` (None for synthetic data); one clear error when not found."
     spec = get_spec(name)
     if spec.kind == 'synthetic': return None
+    for p in (Path(r) for r in spec.paths if Path(r).is_absolute()):      # data of one's own (`owndata`) names its place
+        if _looks_like(spec, p): return p
     if root is not None:
         root = Path(root).expanduser()
         if not root.exists(): raise FileNotFoundError(f"data folder {str(root)!r} (root=) does not exist")
@@ -167,22 +170,25 @@ def _folder_items(src:Path):
                Path(m.name).suffix.lower() in _IMG_EXT and not parts[-1].startswith('.'):
                 yield parts[-3], parts[-2], parts[-1], tf.extractfile(m).read()
 
-def _decode_one(b:bytes) -> torch.Tensor:
-    "One encoded image as uint8 RGB (3, H, W): torchvision's decoder (fast), else Pillow."
-    if decode_image is None: return torch.from_numpy(np.asarray(Image.open(io.BytesIO(b)).convert('RGB')).copy()).permute(2, 0, 1)
-    return decode_image(torch.frombuffer(bytearray(b), dtype=torch.uint8), mode=ImageReadMode.RGB)
+def _decode_one(b:bytes, channels:int=3) -> torch.Tensor:
+    "One encoded image as uint8 (C, H, W), RGB or grey: torchvision's decoder (fast), else Pillow."
+    if decode_image is None:
+        a = np.asarray(Image.open(io.BytesIO(b)).convert('RGB' if channels == 3 else 'L')).copy()
+        return torch.from_numpy(a).reshape(*a.shape[:2], -1).permute(2, 0, 1)
+    return decode_image(torch.frombuffer(bytearray(b), dtype=torch.uint8),
+                        mode=ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY)
 
-def _decode(blobs) -> torch.Tensor:
-    "Decode encoded images (bytes) into one uint8 RGB tensor (N, 3, H, W)."
+def _decode(blobs, channels:int=3) -> torch.Tensor:
+    "Decode encoded images (bytes) into one uint8 tensor (N, C, H, W), C = 3 (RGB) or 1 (grey)."
     with warnings.catch_warnings():                  # torchvision 0.29 deprecates its decoders (for TorchCodec)
         warnings.simplefilter('ignore', DeprecationWarning)
-        imgs = [_decode_one(b) for b in blobs]
+        imgs = [_decode_one(b, channels) for b in blobs]
     if len({tuple(i.shape) for i in imgs}) > 1: raise ValueError(f"images of different sizes: {sorted({tuple(i.shape) for i in imgs})}")
     return torch.stack(imgs)
 
 # %% ../nbs/00b_datafiles.ipynb #02e415ee
 def _read_jpeg_folder(spec:DataSpec, src:Path, work:Path):
-    "CIFAR-10 (JPEG) from its image-folder tarball or tree."
+    "CIFAR-10 (JPEG), or any train/<class>/ and test/<class>/ image tree (or its tarball), in `spec.in_channels` colours."
     by = {'train': [], 'test': []}
     for split, cls, name, data in _folder_items(src): by[split].append((cls, name, data))
     classes = sorted({c for c, _, _ in by['train']})
@@ -192,7 +198,7 @@ def _read_jpeg_folder(spec:DataSpec, src:Path, work:Path):
     for split, items in by.items():
         items.sort(key=lambda t: t[:2])
         if (extra := {c for c, _, _ in items} - set(classes)): raise ValueError(f"{split} classes not in train: {sorted(extra)}")
-        out[split] = (_decode([d for _, _, d in items]), torch.tensor([idx[c] for c, _, _ in items]))
+        out[split] = (_decode([d for _, _, d in items], spec.in_channels), torch.tensor([idx[c] for c, _, _ in items]))
     return out, classes
 
 # %% ../nbs/00b_datafiles.ipynb #0f0387b3
@@ -235,8 +241,17 @@ def _read_tinyimagenet(spec:DataSpec, src:Path, work:Path):
     return out, wnids
 
 # %% ../nbs/00b_datafiles.ipynb #93a3a749
+def _read_arrays(spec:DataSpec, src:Path, work:Path):
+    "Arrays of one's own, as `owndata.array_spec` wrote them: {train,test}.safetensors of uint8 images and int64 labels."
+    out = {}
+    for split in ('train', 'test'):
+        with safe_open(str(src/f'{split}.safetensors'), 'pt') as f: classes = json.loads((f.metadata() or {}).get('classes', '[]'))
+        t = load_file(str(src/f'{split}.safetensors'))
+        out[split] = (t['images'], t['labels'])
+    return out, classes
+
 _READERS = {'idx': _read_idx, 'jpeg-folder': _read_jpeg_folder, 'cifar-pickle': _read_cifar_pickle,
-            'tinyimagenet': _read_tinyimagenet}
+            'tinyimagenet': _read_tinyimagenet, 'arrays': _read_arrays}
 
 def _check_decoded(spec:DataSpec, src:Path, out:dict, classes:list):
     "Shapes, dtypes and labels as `spec` says; a warning when the class count differs (test fixtures)."

@@ -24,7 +24,7 @@ class DataSpec:
     "What a model and a loader need to know about one data set."
     name:str # registry name, e.g. 'cifar10-jpeg'
     title:str # the name to print, e.g. 'CIFAR-10 (JPEG)'
-    kind:str # how it is read: 'idx', 'jpeg-folder', 'cifar-pickle', 'tinyimagenet' or 'synthetic'
+    kind:str # how it is read: 'idx', 'jpeg-folder', 'cifar-pickle', 'tinyimagenet', 'arrays' or 'synthetic'
     num_classes:int # number of classes
     in_channels:int # image channels (1 or 3)
     image_size:int # side of the (square) images the model sees

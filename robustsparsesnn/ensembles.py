@@ -9,7 +9,7 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/ensembles.html.md"""
 # %% auto #0
 __all__ = ['SNN_ATTACKS', 'ANN_ATTACKS', 'ENSEMBLE_ATTACKS', 'EvalAttack', 'check_snn', 'check_member', 'MemberView',
            'EnsembleResult', 'EnsembleAttack', 'PassCounter', 'ASSGAttack', 'TransferAttack', 'check_eval_attack',
-           'eval_attack', 'robust_mask']
+           'eval_attack', 'robust_mask', 'runnable']
 
 # %% ../nbs/09a_ensembles.ipynb #2c17845d
 import time
@@ -21,7 +21,7 @@ from torch import nn, Tensor
 from .core import check_choice, check_range, check_int, progress
 from .distributed import shard_batches, gather
 from .surrogates import ENSEMBLE_MODES, GradKind, GradMode, parse_mode, ASSG
-from .neurons import adaptive_gradients, check_stateless, model_T, model_state, exact_mode
+from .neurons import adaptive_gradients, check_stateless, model_T, model_state, exact_mode, gradient_kinds, spiking_neurons
 from .models import exact_logits
 from .autoattack import make_attack
 
@@ -243,6 +243,9 @@ class ASSGAttack:
 
     def __call__(self, model:nn.Module, x:Tensor, y:Tensor) -> Tensor:
         check_snn(model, self.name); check_stateless(model)
+        if not any(True for _ in spiking_neurons(model)):
+            raise ValueError(f"{self.name} adapts the package's IFNeuron layers and {type(model).__name__} has none; "
+                             "a network of another framework takes the ensembles and Square")
         with adaptive_gradients(model, self.assg): return self.base(model, x, y)
 
     def __repr__(self): return f"ASSGAttack({self.base!r}, {self.assg})"
@@ -332,6 +335,20 @@ def _check_members(members) -> tuple:
     members = _as_tuple(members)
     if not members: raise ValueError(f"an ensemble needs at least one member, e.g. {ENSEMBLE_MODES[0]!r}")
     return tuple(str(check_member(m)) for m in members)
+
+def runnable(model:nn.Module, # the SNN to evaluate
+             members:tuple, # the ensemble's member specs
+             attacks:tuple # SNN attack names (`SNN_ATTACKS` keys)
+            ) -> tuple: # (members, attacks, skipped): what the model can take, and {'members': [...], 'attacks': [...]} it cannot
+    "The members and attacks `model` can take: a network of another framework offers BPTT surrogates alone, no ASSG."
+    kinds, has_if = gradient_kinds(model), any(True for _ in spiking_neurons(model))
+    ok_members = tuple(m for m in members if parse_mode(m).kind in kinds)
+    def can(a):
+        if a == 'rga': return GradKind.RGA in kinds
+        if a == 'assg_sapgd': return has_if
+        return not SNN_ATTACKS[a].ensemble or bool(ok_members)
+    skipped = dict(members=[m for m in members if m not in ok_members], attacks=[a for a in attacks if not can(a)])
+    return ok_members, tuple(a for a in attacks if can(a)), {k: v for k, v in skipped.items() if v}
 
 def _batched_mask(model, attack, x, y, batch_size, desc:str=None):
     """Per-sample robustness in batches; with `desc`, a progress bar over the images (it moves after every batch). Of

@@ -22,7 +22,7 @@ from .neurons import model_T, model_state, check_stateless
 from .models import exact_logits
 from .attacks import eps_label
 from .ensembles import (SNN_ATTACKS, ANN_ATTACKS, eval_attack, check_snn, _as_tuple, _check_samples,
-                                       _check_members, _batched_mask)
+                                       _check_members, _batched_mask, runnable)
 from .statistics import wilson, mcnemar, pack_mask, unpack_mask
 from .diagnostics import gradient_diagnostics, diagnostics_markdown
 
@@ -86,6 +86,7 @@ def evaluation_report(snn:nn.Module, # the SNN (T > 0)
     eps, attacks, square_queries, pgd_steps, apgd_steps, members, seed, batch_size, assg_steps = (s[k] for k in (
         'eps', 'attacks', 'square_queries', 'pgd_steps', 'apgd_steps', 'members', 'seed', 'batch_size', 'assg_steps'))
     check_snn(snn, 'evaluation_report'); check_stateless(snn); _check_samples(x, y)
+    members, attacks, skipped = runnable(snn, members, attacks)        # a foreign network: BPTT members, no RGA or ASSG
     check_choice('square_on', square_on, ('all', 'survivors'))
     if cascade: square_on = 'survivors'
     if 'transfer' in attacks and ann is None: raise ValueError("attack 'transfer' needs the source ANN: pass ann=...")
@@ -130,7 +131,7 @@ def evaluation_report(snn:nn.Module, # the SNN (T > 0)
         if on_entry is not None: on_entry(key, entries[key], entries)
     settings = dict(n=len(y), T=model_T(snn), eps=[eps_label(e) for e in eps], square_eps=eps_label(square_eps),
                     square_queries=list(square_queries), pgd_steps=pgd_steps, apgd_steps=apgd_steps, assg_steps=assg_steps,
-                    members=list(members), seed=seed, square_on=square_on, cascade=cascade)
+                    members=list(members), seed=seed, square_on=square_on, cascade=cascade, **({'skipped': skipped} if skipped else {}))
     rep = dict(settings=settings, clean=clean, correct_bits=pack_mask(correct), entries=entries,
                seconds=round(time.perf_counter() - t_all, 1))
     rep['worst_case'] = worst_case(rep)

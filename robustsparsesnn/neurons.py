@@ -7,8 +7,8 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/neurons.html.md"""
 
 # %% auto #0
 __all__ = ['direct_coding', 'unfold_time', 'fold_time', 'time_mean', 'IFSpike', 'if_spikes', 'Heaviside', 'if_reference',
-           'Temporal', 'sim_steps', 'set_T', 'set_mode', 'model_T', 'model_state', 'exact_mode', 'IFNeuron',
-           'spiking_neurons', 'set_reset', 'adaptive_gradients', 'check_stateless']
+           'Temporal', 'sim_steps', 'set_T', 'set_mode', 'gradient_kinds', 'model_T', 'model_state', 'exact_mode',
+           'IFNeuron', 'spiking_neurons', 'set_reset', 'adaptive_gradients', 'check_stateless']
 
 # %% ../nbs/01c_neurons.ipynb #ce95ef9e
 from contextlib import contextmanager
@@ -145,6 +145,7 @@ def _check_T(T):
 
 class Temporal(nn.Module):
     "A module whose computation depends on the simulation length `T` and the gradient mode."
+    kinds = tuple(GradKind)                      # the gradient routes it offers (a foreign network: BPTT alone)
     def __init__(self, T:int=0, mode='pwl:1'):
         super().__init__()
         self.T, self.mode = _check_T(T), parse_mode(mode)
@@ -172,6 +173,14 @@ def set_mode(model:nn.Module, # any module holding `Temporal` submodules
     for m in model.modules():
         if isinstance(m, Temporal): m.mode = mode
     return model
+
+def gradient_kinds(model:nn.Module # any module
+                  ) -> tuple: # the `GradKind`s every `Temporal` submodule offers, in `GradKind` order
+    "The gradient routes an attack can take through `model`."
+    kinds = set(GradKind)
+    for m in model.modules():
+        if isinstance(m, Temporal): kinds &= set(m.kinds)
+    return tuple(k for k in GradKind if k in kinds)
 
 def model_T(model:nn.Module # a model holding `Temporal` modules (neurons, `SpikingNet`)
            ) -> int: # its number of time steps (0 = ANN); 0 for a model without any
