@@ -9,7 +9,7 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/adapters.html.md"""
 # %% auto #0
 __all__ = ['NeuronKind', 'register_neuron', 'foreign_neurons', 'Surrogate', 'surrogates', 'ForeignSNN', 'adapt']
 
-# %% ../nbs/03b_adapters.ipynb #f2fd5c73
+# %% ../nbs/03b_adapters.ipynb #5d5571d7
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -20,7 +20,7 @@ from .layers import Normalize
 from .neurons import Temporal
 from .surrogates import GradKind, GradMode, parse_mode
 
-# %% ../nbs/03b_adapters.ipynb #605a685f
+# %% ../nbs/03b_adapters.ipynb #0f0cc323
 @dataclass(frozen=True)
 class NeuronKind:
     "How the package drives one foreign neuron class."
@@ -62,7 +62,7 @@ def _register_frameworks():
 
 _register_frameworks()
 
-# %% ../nbs/03b_adapters.ipynb #6b40e6f1
+# %% ../nbs/03b_adapters.ipynb #62db3db9
 def _kind(m:nn.Module):
     "The registered kind of module `m` (most specific class first), or None."
     hits = [k for k in _KINDS if isinstance(m, k.cls)]
@@ -81,7 +81,7 @@ def foreign_neurons(net:nn.Module # a network built with another framework
                                  f"{supported}); register its surrogate attribute with adapters.register_neuron")
     return out
 
-# %% ../nbs/03b_adapters.ipynb #f804ce92
+# %% ../nbs/03b_adapters.ipynb #3621c1b5
 class _Step(torch.autograd.Function):
     "H(u) forward (u >= 0, or u > 0 when strict), the mode's surrogate backward."
     @staticmethod
@@ -123,7 +123,7 @@ def surrogates(neurons:list, # `foreign_neurons(net)`
     finally:
         for m, slot, old in saved: _put(m, slot, old)
 
-# %% ../nbs/03b_adapters.ipynb #0d1f65e6
+# %% ../nbs/03b_adapters.ipynb #0cf9dd1b
 class ForeignSNN(Temporal):
     "A spiking network of another framework as the package sees it: images in, time-mean logits out, modes swapped in."
     kinds = (GradKind.BPTT,)                    # the gradient routes a foreign neuron offers
@@ -146,6 +146,15 @@ class ForeignSNN(Temporal):
         modes = {getattr(m, 'step_mode', 's') for _, m, _ in self.neurons}
         if len(modes) > 1: raise ValueError("the network mixes single-step and multi-step neurons; set one step mode")
         self.multi_step = modes == {'m'}
+
+    def spiking_layers(self) -> list:
+        "[(name, neuron, lead)] for the energy count: outputs (T, B, ...) in multi-step mode ('stacked'), else (B, ...) per step."
+        lead = 'stacked' if self.multi_step else 'step'
+        return [(n, m, lead) for n, m, _ in self.neurons]
+
+    def synapses(self) -> dict:
+        "{name: Conv2d or Linear} of the network: the layers whose weights are synapses."
+        return {n: m for n, m in self.net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
 
     def reset(self):
         "Zero the state of every neuron."
@@ -175,7 +184,7 @@ class ForeignSNN(Temporal):
 
 def _first(out): return out[0] if isinstance(out, (tuple, list)) else out
 
-# %% ../nbs/03b_adapters.ipynb #73126371
+# %% ../nbs/03b_adapters.ipynb #ba4d57ba
 @torch.no_grad()
 def adapt(net:nn.Module, # a spiking network built with another framework
           T:int, # time steps
