@@ -7,14 +7,15 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/ablations.html.md"""
 
 # %% auto #0
 __all__ = ['ABLATIONS', 'ABLATION_MEMBERS', 'SNN_CHECKPOINTS', 'ablation_config', 'diagnose', 'ablate', 'rebuild_report',
-           'evaluate_saved']
+           'evaluate_saved', 'load_entry', 'evaluate_entry']
 
 # %% ../nbs/13c_ablations.ipynb #cdffd780
-import shlex, time
+import importlib, os, re, shlex, sys, time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .core import (check_choice, check_int, RunDir, load_json, save_json, atomic_path, seed_everything, progress)
 
@@ -31,6 +32,9 @@ from .attacks import eps_label
 from .statistics import paired_difference, unpack_mask, wilson, pack_mask
 
 from .config import RunConfig, load_config
+from .neurons import model_T
+from .datafiles import load_dataset
+from .data import stratified_split
 
 
 # %% ../nbs/13c_ablations.ipynb #898efa42
@@ -234,3 +238,46 @@ def evaluate_saved(target, # a run directory (its sparse SNN) or an SNN checkpoi
         run.file(f'{out}.partial.json').unlink(missing_ok=True)
     if verbose: print(res['markdown'])
     return run_dir/f'{out}.json'
+
+# %% ../nbs/13c_ablations.ipynb #f114e619
+def load_entry(entry:str # 'module:function', e.g. 'my_models:sj_cnn'
+              ) -> nn.Module:
+    "The spiking network the function of `entry` returns; one clear error for a bad entry point or model."
+    if not isinstance(entry, str) or not (m := re.fullmatch(r'([A-Za-z_][\w.]*):([A-Za-z_]\w*)', entry)):
+        raise ValueError(f"{entry!r} is not an entry point 'module:function' (e.g. 'my_models:sj_cnn')")
+    if os.getcwd() not in sys.path: sys.path.insert(0, os.getcwd())
+    try: module = importlib.import_module(m[1])
+    except ImportError as e: raise ValueError(f"cannot import {m[1]!r} for the entry point {entry!r} ({e})") from None
+    fn = getattr(module, m[2], None)
+    if not callable(fn): raise ValueError(f"module {m[1]!r} has no function {m[2]!r}")
+    model = fn()
+    if not isinstance(model, nn.Module) or model_T(model) < 1:
+        raise ValueError(f"{entry} returned {type(model).__name__}, not a spiking network: return a package model after "
+                         "set_T(T), or adapters.adapt(net, T, example) for a network of another framework")
+    return model
+
+def evaluate_entry(entry:str, # 'module:function' returning the model
+                   data:str, # a registered data set name
+                   suite:str='standard', # a key of `evaluation.ATTACK_SUITES`
+                   n:int=500, # test images (a stratified subset of the test split)
+                   out=None, # the JSON to write (default: evaluation-MODULE-FUNCTION-SUITE-nN.json here)
+                   seed:int=0, # the subset's and the attacks' seed
+                   verbose:bool=True # print the report when done
+                  ) -> Path: # the JSON written
+    "`rsnn evaluate MODULE:FUNCTION --data NAME`: a model of one's own at an attack suite, resumable."
+    check_choice('attack suite', suite, ATTACK_SUITES); n = check_int('--n', n, 1)
+    model = load_entry(entry).eval()
+    x, y = load_dataset(data, 'test')
+    if n > len(y): raise ValueError(f"--n {n} is more than the {len(y)} test images of {data}")
+    idx = stratified_split(y, [n], seed)[0]
+    x, y = x[idx].float().div_(255), y[idx]
+    out = Path(out or f"evaluation-{entry.replace(':', '-').replace('.', '-')}-{suite}-n{n}.json")
+    partial = out.with_name(out.name + '.partial')
+    done = load_json(partial) if partial.exists() else {}
+    res = evaluate_snn(model, x, y, suite=suite, seed=seed, done=done, desc=f'{entry} ({suite})',
+                       on_entry=lambda k, e, entries: save_json(partial, entries))
+    save_json(out, dict(entry=entry, data=data, n=n, **res))
+    with atomic_path(out.with_suffix('.md')) as tmp: tmp.write_text(res['markdown'] + '\n')
+    partial.unlink(missing_ok=True)
+    if verbose: print(res['markdown'])
+    return out

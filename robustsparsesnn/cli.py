@@ -26,7 +26,7 @@ from .studies import attack_budget, square_only
 from .paper_tables import _ci
 from .pipeline import SWEEP_SPARSITIES, check_stages, open_run, prepare, run_pipeline, run_stage, sweep
 from .stages import STAGES
-from .ablations import ABLATIONS, ablate, diagnose, evaluate_saved, rebuild_report, _is_saved_snn
+from .ablations import ABLATIONS, ablate, diagnose, evaluate_saved, evaluate_entry, rebuild_report, _is_saved_snn
 
 # %% ../nbs/15_cli.ipynb #2b9a57f1
 def _config(arg):
@@ -52,11 +52,14 @@ def _parser():
         q.add_argument('config', help='a TOML file or a preset name'); q.add_argument('--run-dir')
     e = sub.add_parser('evaluate', help='run stage evaluate only, or evaluate a saved SNN (a run directory or a checkpoint) '
                                         'at an attack suite')
-    e.add_argument('config', help="a TOML file or a preset name (the stage), or a run directory / an SNN checkpoint "
-                                  "(.safetensors) of a run (a standalone evaluation, written beside it)")
+    e.add_argument('config', help="a TOML file or a preset name (the stage), a run directory / an SNN checkpoint "
+                                  "(.safetensors) of a run (a standalone evaluation, written beside it), or MODULE:FUNCTION "
+                                  "returning a model of one's own (with --data)")
     e.add_argument('--run-dir', help='the run directory of the stage')
     e.add_argument('--suite', default='standard', help=f"standalone evaluation: one of {', '.join(ATTACK_SUITES)} (default: standard)")
-    e.add_argument('--n', type=int, help="standalone evaluation: test images (default: the run's [evaluate] n)")
+    e.add_argument('--n', type=int, help="standalone evaluation: test images (default: the run's [evaluate] n; 500 for MODULE:FUNCTION)")
+    e.add_argument('--data', help="MODULE:FUNCTION: the registered data set whose test images it is evaluated on")
+    e.add_argument('--out', help="MODULE:FUNCTION: the JSON to write (default: evaluation-MODULE-FUNCTION-SUITE-nN.json)")
     w = sub.add_parser('sweep', help='a grid of pruning methods x sparsities sharing one pretrained ANN')
     w.add_argument('config', help='a TOML file or a preset name'); w.add_argument('--root', help='the sweep folder')
     w.add_argument('--methods', nargs='+', default=list(METHODS), help=f"pruning methods (default: {' '.join(METHODS)})")
@@ -97,8 +100,10 @@ def _parser():
 # the commands that run on several processes under torchrun (tests/test_distributed.py): the pipeline and its stages
 SHARDED = {'run', 'evaluate', *(s.replace('_', '-') for s in STAGES)}
 
+def _is_entry(arg:str) -> bool: return ':' in arg and not Path(arg).exists() and not arg.endswith('.toml')
+
 def _main(a):
-    if world()[1] > 1 and (a.command not in SHARDED or a.command == 'evaluate' and _is_saved_snn(a.config)):
+    if world()[1] > 1 and (a.command not in SHARDED or a.command == 'evaluate' and (_is_saved_snn(a.config) or _is_entry(a.config))):
         raise LaunchError(f"rsnn {a.command} runs on one process; under torchrun launch `run` or a stage "
                           f"({', '.join(sorted(SHARDED - {'run'}))})")
     if a.command == 'config':
@@ -110,6 +115,11 @@ def _main(a):
     elif a.command == 'sweep':
         rows = sweep(_config(a.config), a.methods, [parse_number('--sparsities', s) for s in a.sparsities], a.root)
         print(sweep_markdown(rows))
+    elif a.command == 'evaluate' and _is_entry(a.config):
+        if not a.data: raise ConfigError(f"evaluating {a.config} needs --data: the registered data set to take test images from")
+        print(f"evaluation: {evaluate_entry(a.config, a.data, a.suite, 500 if a.n is None else a.n, a.out)}")
+    elif a.command == 'evaluate' and (a.data or a.out):
+        raise ConfigError("--data and --out belong to an evaluation of MODULE:FUNCTION")
     elif a.command == 'evaluate' and _is_saved_snn(a.config):
         if a.run_dir: raise ConfigError("--run-dir belongs to the stage; a standalone evaluation writes beside the checkpoint")
         print(f"evaluation: {evaluate_saved(a.config, a.suite, a.n)}")

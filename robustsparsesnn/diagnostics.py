@@ -124,14 +124,19 @@ class _FoolTrace(nn.Module):
         self.fooled.append((z.argmax(1) != self.y).cpu())
         return z
 
+def _probe(snn, eps, steps, seed, assg):
+    "The diagnostics' attack: ASSG + SA-PGD on the package's neurons; SA-PGD through the model's own surrogate elsewhere."
+    if any(True for _ in spiking_neurons(snn)): return ASSGAttack('sa-pgd', eps=eps, steps=steps, seed=seed, assg=assg)
+    return make_attack('sa-pgd', eps=eps, steps=steps, seed=seed)
+
 def _iteration_curve(snn, x, y, correct, eps, iterations, seed, assg):
-    "Robust accuracy after k iterations of one ASSG + SA-PGD run, for k in 1, 2, 5, 10, 20, 50, 100, 200 (<= iterations)."
+    "Robust accuracy after k iterations of one run of the diagnostics' attack, for k in 1, 2, 5, 10, 20, 50, 100, 200 (<= iterations)."
     keep = [k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if k < iterations] + [iterations]
     rows = correct.nonzero()[:, 0]
     broken = torch.zeros(len(rows), iterations + 1, dtype=torch.bool)
     if len(rows):
         trace = _FoolTrace(snn, y[rows])
-        ASSGAttack('sa-pgd', eps=eps, steps=iterations, seed=seed, assg=assg)(trace, x[rows], y[rows])
+        _probe(snn, eps, iterations, seed, assg)(trace, x[rows], y[rows])
         broken = torch.stack(trace.fooled).T.cummax(1).values                # iterate 0 (the start) .. iterations
     return {k: (int(correct.sum()) - int(broken[:, k].sum())) / len(y) for k in keep}
 
@@ -185,11 +190,13 @@ def gradient_diagnostics(snn:nn.Module, # the SNN (T > 0)
     curve = {k: sum(c[k] * s for c, s in zip(curves, sizes)) / len(y) for k in curves[0]}
     for e in eps_sweep:
         bar.set_postfix_str(f'eps {eps_label(e)}')
-        sweep[eps_label(e)] = _batched_mask(snn, ASSGAttack('sa-pgd', eps=e, steps=sweep_steps, seed=seed, assg=assg), x, y,
+        sweep[eps_label(e)] = _batched_mask(snn, _probe(snn, e, sweep_steps, seed, assg), x, y,
                                             batch_size).float().mean().item(); bar.update()
     xs, ys = x[:batch_size], y[:batch_size]
     with model_state(snn, mode=exact_mode(snn)): own = _zero_grad_fractions(snn, xs, ys)
-    with adaptive_gradients(snn, assg): adaptive = _zero_grad_fractions(snn, xs, ys)
+    adaptive, native = {}, not any(True for _ in spiking_neurons(snn))     # a foreign network: no IFNeuron, no ASSG
+    if not native:
+        with adaptive_gradients(snn, assg): adaptive = _zero_grad_fractions(snn, xs, ys)
     zero = {k: dict(surrogate=own[k], assg=adaptive.get(k)) for k in own}
     bar.update(); bar.close()
     last = list(sweep.values())[-1]
@@ -199,7 +206,8 @@ def gradient_diagnostics(snn:nn.Module, # the SNN (T > 0)
     if len(ks) > 1 and curve[ks[-1]] < curve[ks[-2]] - 1 / len(y):
         flags.append(f"still falling at {ks[-1]} iterations ({curve[ks[-2]]:.1%} -> {curve[ks[-1]]:.1%}): more iterations may break more")
     return dict(n=len(y), clean=correct.float().mean().item(), eps=eps_label(eps), iterations=curve, eps_sweep=sweep,
-                sweep_steps=sweep_steps, surrogate=str(exact_mode(snn)), assg=str(assg), zero_grad=zero, flags=flags)
+                sweep_steps=sweep_steps, surrogate=str(exact_mode(snn)), assg=str(assg), zero_grad=zero, flags=flags,
+                attack=f'SA-PGD through {exact_mode(snn)}' if native else 'ASSG + SA-PGD')
 
 # %% ../nbs/09c_diagnostics.ipynb #8ca362c3
 def diagnostics_markdown(d:dict # `gradient_diagnostics(...)`
@@ -208,12 +216,14 @@ def diagnostics_markdown(d:dict # `gradient_diagnostics(...)`
     it = ' | '.join(f"{k}: {100 * v:.1f}" for k, v in d['iterations'].items())
     sw = ' | '.join(f"{k}: {100 * v:.1f}" for k, v in d['eps_sweep'].items())
     lines = [f"Diagnostics on {d['n']} samples (clean {100 * d['clean']:.1f}%).", "",
-             f"Robust accuracy (%) against ASSG + SA-PGD iterations at {d['eps']}: {it}", "",
-             f"Robust accuracy (%) against eps (ASSG + SA-PGD, {d['sweep_steps']} iterations): {sw}", "",
-             f"| layer | zero input gradients, {d['surrogate']} | zero input gradients, {d['assg']} |", "|---|---|---|"]
+             f"Robust accuracy (%) against {d.get('attack', 'ASSG + SA-PGD')} iterations at {d['eps']}: {it}", "",
+             f"Robust accuracy (%) against eps ({d.get('attack', 'ASSG + SA-PGD')}, {d['sweep_steps']} iterations): {sw}", "",
+             ]
     pct = lambda v: '-' if v is None else f"{100 * v:.1f}%"
-    lines += [f"| {k} | {pct(v['surrogate'])} | {pct(v['assg'])} |" for k, v in d['zero_grad'].items()]
-    lines += ["", "Zeros under the smooth arctan of ASSG are the network's own (a neuron whose every outgoing synapse is pruned "
-              "passes nothing back); the surplus under the fixed surrogate is where it vanishes."]
+    if d['zero_grad']:                                  # the package's neurons (a foreign network has no such table)
+        lines += [f"| layer | zero input gradients, {d['surrogate']} | zero input gradients, {d['assg']} |", "|---|---|---|"]
+        lines += [f"| {k} | {pct(v['surrogate'])} | {pct(v['assg'])} |" for k, v in d['zero_grad'].items()]
+        lines += ["", "Zeros under the smooth arctan of ASSG are the network's own (a neuron whose every outgoing synapse is "
+                  "pruned passes nothing back); the surplus under the fixed surrogate is where it vanishes."]
     lines += [""] + ([f"**Flag:** {f}" for f in d['flags']] or ["No flags: the curve has levelled off and large eps breaks everything."])
     return '\n'.join(lines)

@@ -222,6 +222,10 @@ def report_markdown(report:dict # as returned by `evaluation_report`
             + (" † ran only on the samples the white-box attacks before it left robust (AutoAttack's cascade): its cell is "
                "the robust accuracy after it and every attack before it, not the attack alone."
                if s.get('square_on') == 'survivors' or s.get('cascade') else ""))
+    if sk := s.get('skipped'):
+        left = ', '.join([f"the ensemble members {', '.join(sk['members'])}"] * bool(sk.get('members')) +
+                         [f"the attacks {', '.join(sk['attacks'])}"] * bool(sk.get('attacks')))
+        note += f" Left out, because this network's neurons cannot take them (they need the package's neurons): {left}."
     return '\n'.join(lines) + note + (('\n\n' + worst_case_markdown(wc)) if wc else '')
 
 # %% ../nbs/09d_evaluation.ipynb #a7973420
