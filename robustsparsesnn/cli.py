@@ -92,6 +92,16 @@ def _parser():
     so.add_argument('run', help='a finished run directory')
     so.add_argument('--eval', required=True, help="an evaluation of its sparse SNN with Square (`rsnn evaluate`'s JSON)")
     so.add_argument('--out', required=True, help='the results JSON')
+    pe = sub.add_parser('peers', help="a SpikingJelly and an snnTorch CNN trained with fast AT, evaluated (own-surrogate PGD, "
+                                      "PGD_ens, Square, worst case) and counted (Eq. 12, dense and sparse)")
+    pe.add_argument('--data', default='fashion-mnist', help='a registered data set (default: fashion-mnist)')
+    pe.add_argument('--n', type=int, default=500, help='test images evaluated (default 500)')
+    pe.add_argument('--n-train', type=int, default=10_000, help='training images (default 10000)')
+    pe.add_argument('--epochs', type=int, default=2, help='fast-AT epochs of the dense networks (default 2)')
+    pe.add_argument('--sparsity', type=float, default=0.9, help="the sparse networks' magnitude sparsity (default 0.9)")
+    pe.add_argument('--n-energy', type=int, default=200, help='test images of the energy count (default 200)')
+    pe.add_argument('--root', help='where the trained networks are kept (default: runs/peers-DATA)')
+    pe.add_argument('--out', help='the results JSON (default: results/DATA/peers.json)')
     c = sub.add_parser('config', help='print a preset configuration as TOML')
     c.add_argument('preset', nargs='?', default='demo', help=f"one of {', '.join(PRESETS)}")
     return p
@@ -137,6 +147,10 @@ def _main(a):
     elif a.command == 'square-only':
         r = square_only(a.run, a.eval, out=a.out)
         print(f"{len(r['only_square'])} of {r['white_box_survivors']} white-box survivors only Square breaks; written to {a.out}")
+    elif a.command == 'peers':
+        from robustsparsesnn.peers import peer_study, peers_markdown    # imports SpikingJelly and snnTorch
+        r = peer_study(a.data, a.n, a.n_train, a.epochs, a.sparsity, a.n_energy, a.root, a.out)
+        print(peers_markdown(r))
     elif a.command == 'report':
         rebuild_report(a.run)
         print(f"report: {Path(a.run)/'report.md'}")
