@@ -560,7 +560,7 @@ def fake_download(tv_name, ok=True):
 @pytest.mark.parametrize('ok', [True, False])
 def test_download_fallback(tmp_path, fresh_cache, monkeypatch, ok):
     monkeypatch.setattr(DF, '_search_roots', lambda: [(tmp_path / 'nothing', 'RSNN_DATA')])
-    monkeypatch.setattr(DF.torchvision.datasets, 'FashionMNIST', fake_download('FashionMNIST', ok))
+    monkeypatch.setattr(DF._tv_datasets(), 'FashionMNIST', fake_download('FashionMNIST', ok))
     with pytest.raises(FileNotFoundError, match='torchvision download: disabled'):
         find_data('fashion-mnist')                                   # RSNN_DOWNLOAD=0
     monkeypatch.setenv('RSNN_DOWNLOAD', '1')

@@ -1,4 +1,5 @@
-"""Nothing lost: the tiny run killed with SIGKILL at every stage boundary and inside every stage, then resumed; run stage
+"""Nothing lost: the tiny run killed with SIGKILL inside or at the end of every stage (`make test-slow`: at every stage
+boundary and inside every stage), then resumed; run stage
 by stage; and raced by a second process on its directory. Every way ends with the metrics and model checkpoints of
 one uninterrupted `rsnn run`, bit for bit. The kills land at the package's crash points (`core.crash_point`): every
 atomic write (`write F` before its rename, `wrote F` after) and the start and end of every stage."""
@@ -74,14 +75,26 @@ def _kill_and_resume(root:Path, point:str) -> tuple:
     return point, killed, outcome(run), leftovers
 
 
-def test_kill_anywhere_then_resume(tiny):
-    root, points, whole = tiny
+def _check_kills(root, whole, chosen):
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda p: _kill_and_resume(root, p), kill_points(points)))
+        results = list(pool.map(lambda p: _kill_and_resume(root, p), chosen))
     for point, killed, got, leftovers in results:
         assert killed == -9, f'{point}: the run was not killed there (exit {killed})'
         assert got == whole, f'killed at {point!r}: the resumed run differs'
         assert leftovers == [], f'{point}: temporary files left behind: {leftovers}'
+
+
+def test_kill_in_or_after_every_stage_then_resume(tiny):
+    "One kill per stage, inside it or at its end by turns (the slow test below kills at all of them)."
+    root, points, whole = tiny
+    chosen = kill_points(points)
+    _check_kills(root, whole, [chosen[min(2 * i + i % 2, len(chosen) - 1)] for i in range(len(STAGES))])
+
+
+@pytest.mark.slow
+def test_kill_anywhere_then_resume(tiny):
+    root, points, whole = tiny
+    _check_kills(root, whole, kill_points(points))
 
 
 def test_stage_by_stage(tiny):
