@@ -68,7 +68,8 @@ def main(argv=None):
     print(f"\ncost of the {args.suite} suite / PGD_ens alone: {t_all / t_pgd:.2f}x (target for standard: <= 3x)")
     if args.out:
         from robustsparsesnn.core import atomic_path
-        out = dict(command=f"python bench/bench_evaluation.py --run runs/{Path(args.run).name} --n {args.n} --suite {args.suite}",
+        out = dict(command=f"python bench/bench_evaluation.py --run runs/{Path(args.run).name} --n {args.n} --threads {args.threads} "
+                           f"--suite {args.suite}",
                    model=what.replace(str(args.run), f"runs/{Path(args.run).name}"), threads=torch.get_num_threads(),
                    # 'preset': the whole suite's seconds (the key the files in results/ and notebook 09 read)
                    seconds=dict(pgd_ens_alone=round(t_pgd, 1), preset=round(t_all, 1), ratio=round(t_all / t_pgd, 2)),
