@@ -196,7 +196,8 @@ def peer_study(data:str='fashion-mnist', # a registered data set
         save_json(root/'partial.json', res)
     args = dict(data=data, n=n, n_train=n_train, epochs=epochs, sparsity=sparsity, n_energy=n_energy)
     command = 'rsnn peers ' + ' '.join(f"--{k.replace('_', '-')} {v}" for k, v in args.items())
-    result = dict(command=command, commit=git_commit(), threads=torch.get_num_threads(), T=PEER_T, eps=f'{round(eps * 255)}/255', width=width,
+    result = dict(command=command, commit=git_commit(), threads=torch.get_num_threads(), T=PEER_T, eps=f'{round(eps * 255)}/255',
+                  width=width,
                   training=f'fast FGSM AT (random start, step 1.25 eps), Adam 1e-3, batch {batch_size}, own surrogate',
                   **args, frameworks={k: res[k] for k in frameworks})
     out.parent.mkdir(parents=True, exist_ok=True)
