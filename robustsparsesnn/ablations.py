@@ -33,8 +33,7 @@ from .statistics import paired_difference, unpack_mask, wilson, pack_mask
 
 from .config import RunConfig, load_config
 from .neurons import model_T
-from .datafiles import load_dataset
-from .data import stratified_split
+from .data import stratified_images
 
 
 # %% ../nbs/13c_ablations.ipynb #898efa42
@@ -267,10 +266,7 @@ def evaluate_entry(entry:str, # 'module:function' returning the model
     "`rsnn evaluate MODULE:FUNCTION --data NAME`: a model of one's own at an attack suite, resumable."
     check_choice('attack suite', suite, ATTACK_SUITES); n = check_int('--n', n, 1)
     model = load_entry(entry).eval()
-    x, y = load_dataset(data, 'test')
-    if n > len(y): raise ValueError(f"--n {n} is more than the {len(y)} test images of {data}")
-    idx = stratified_split(y, [n], seed)[0]
-    x, y = x[idx].float().div_(255), y[idx]
+    x, y = stratified_images(data, 'test', n, seed)
     out = Path(out or f"evaluation-{entry.replace(':', '-').replace('.', '-')}-{suite}-n{n}.json")
     partial = out.with_name(out.name + '.partial')
     done = load_json(partial) if partial.exists() else {}

@@ -6,7 +6,7 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/data.html.md"""
 
 # %% auto #0
 __all__ = ['random_crop_flip', 'random_resized_crop_flip', 'get_augment', 'stratified_split', 'rank_slice', 'BatchLoader',
-           'Loaders', 'get_loaders']
+           'Loaders', 'get_loaders', 'stratified_images']
 
 # %% ../nbs/00c_data.ipynb #442eb7d1
 import math
@@ -258,3 +258,18 @@ def get_loaders(name, # a registry name or a `DataSpec`
     return Loaders(train=mk(xtr, ytr, tr_idx, shuffle=True, augment=get_augment(spec) if augment else None, rank=rank, size=size),
                    val=mk(xtr, ytr, val_idx) if n_val else None, test=mk(xte, yte, te_idx), spec=spec,
                    indices={'train': tr_idx, 'val': val_idx, 'test': te_idx})
+
+# %% ../nbs/00c_data.ipynb #03a6b0b2
+def stratified_images(name, # a registry name or a `DataSpec`
+                      split:str='test', # 'train' or 'test'
+                      n:int=None, # images of a seeded stratified subset; None for the whole split
+                      seed:int=0, # seed of the subset
+                      root=None): # a folder to look in (see `find_data`)
+    "One split (or a stratified subset of it) as float images in [0, 1] and labels, for a model evaluated outside a run."
+    spec = get_spec(name)
+    x, y = load_dataset(spec, split, root)
+    _check_n('n', n, len(y), spec, f'{split} ')
+    if n is not None:
+        idx = stratified_split(y, [n], seed)[0]
+        x, y = x[idx], y[idx]
+    return x.float().div_(255), y

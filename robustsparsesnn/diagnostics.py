@@ -16,7 +16,7 @@ from torch import nn, Tensor
 
 from .core import check_choice, check_range, check_int, check_seed, progress
 from .surrogates import ENSEMBLE_MODES, ASSG
-from .neurons import spiking_neurons, model_state, exact_mode, check_stateless, adaptive_gradients
+from .neurons import spiking_neurons, has_spiking_neurons, model_state, exact_mode, check_stateless, adaptive_gradients
 from .models import exact_logits
 from .attacks import loss_grad, ce_loss, eps_label
 from .autoattack import make_attack
@@ -126,7 +126,7 @@ class _FoolTrace(nn.Module):
 
 def _probe(snn, eps, steps, seed, assg):
     "The diagnostics' attack: ASSG + SA-PGD on the package's neurons; SA-PGD through the model's own surrogate elsewhere."
-    if any(True for _ in spiking_neurons(snn)): return ASSGAttack('sa-pgd', eps=eps, steps=steps, seed=seed, assg=assg)
+    if has_spiking_neurons(snn): return ASSGAttack('sa-pgd', eps=eps, steps=steps, seed=seed, assg=assg)
     return make_attack('sa-pgd', eps=eps, steps=steps, seed=seed)
 
 def _iteration_curve(snn, x, y, correct, eps, iterations, seed, assg):
@@ -194,7 +194,7 @@ def gradient_diagnostics(snn:nn.Module, # the SNN (T > 0)
                                             batch_size).float().mean().item(); bar.update()
     xs, ys = x[:batch_size], y[:batch_size]
     with model_state(snn, mode=exact_mode(snn)): own = _zero_grad_fractions(snn, xs, ys)
-    adaptive, native = {}, not any(True for _ in spiking_neurons(snn))     # a foreign network: no IFNeuron, no ASSG
+    adaptive, native = {}, not has_spiking_neurons(snn)                    # a foreign network: no IFNeuron, no ASSG
     if not native:
         with adaptive_gradients(snn, assg): adaptive = _zero_grad_fractions(snn, xs, ys)
     zero = {k: dict(surrogate=own[k], assg=adaptive.get(k)) for k in own}

@@ -21,7 +21,7 @@ from torch import nn, Tensor
 from .core import check_choice, check_range, check_int, progress
 from .distributed import shard_batches, gather
 from .surrogates import ENSEMBLE_MODES, GradKind, GradMode, parse_mode, ASSG
-from .neurons import adaptive_gradients, check_stateless, model_T, model_state, exact_mode, gradient_kinds, spiking_neurons
+from .neurons import adaptive_gradients, check_stateless, model_T, model_state, exact_mode, gradient_kinds, has_spiking_neurons
 from .models import exact_logits
 from .autoattack import make_attack
 
@@ -243,7 +243,7 @@ class ASSGAttack:
 
     def __call__(self, model:nn.Module, x:Tensor, y:Tensor) -> Tensor:
         check_snn(model, self.name); check_stateless(model)
-        if not any(True for _ in spiking_neurons(model)):
+        if not has_spiking_neurons(model):
             raise ValueError(f"{self.name} adapts the package's IFNeuron layers and {type(model).__name__} has none; "
                              "a network of another framework takes the ensembles and Square")
         with adaptive_gradients(model, self.assg): return self.base(model, x, y)
@@ -341,7 +341,7 @@ def runnable(model:nn.Module, # the SNN to evaluate
              attacks:tuple # SNN attack names (`SNN_ATTACKS` keys)
             ) -> tuple: # (members, attacks, skipped): what the model can take, and {'members': [...], 'attacks': [...]} it cannot
     "The members and attacks `model` can take: a network of another framework offers BPTT surrogates alone, no ASSG."
-    kinds, has_if = gradient_kinds(model), any(True for _ in spiking_neurons(model))
+    kinds, has_if = gradient_kinds(model), has_spiking_neurons(model)
     ok_members = tuple(m for m in members if parse_mode(m).kind in kinds)
     def can(a):
         if a == 'rga': return GradKind.RGA in kinds

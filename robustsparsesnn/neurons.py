@@ -8,7 +8,7 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/neurons.html.md"""
 # %% auto #0
 __all__ = ['direct_coding', 'unfold_time', 'fold_time', 'time_mean', 'IFSpike', 'if_spikes', 'Heaviside', 'if_reference',
            'Temporal', 'sim_steps', 'set_T', 'set_mode', 'gradient_kinds', 'model_T', 'model_state', 'exact_mode',
-           'IFNeuron', 'spiking_neurons', 'set_reset', 'adaptive_gradients', 'check_stateless']
+           'IFNeuron', 'spiking_neurons', 'has_spiking_neurons', 'set_reset', 'adaptive_gradients', 'check_stateless']
 
 # %% ../nbs/01c_neurons.ipynb #ce95ef9e
 from contextlib import contextmanager
@@ -247,6 +247,10 @@ class IFNeuron(Temporal):
 def spiking_neurons(model:nn.Module): # a model
     "Iterate over `(name, IFNeuron)` of a model, in forward order."
     return ((n, m) for n, m in model.named_modules() if isinstance(m, IFNeuron))
+
+def has_spiking_neurons(model:nn.Module) -> bool:
+    "Whether `model` holds the package's `IFNeuron`s (a network of another framework does not)."
+    return any(True for _ in spiking_neurons(model))
 
 # %% ../nbs/01c_neurons.ipynb #a2e32d64
 def set_reset(model:nn.Module, # a model holding `IFNeuron`s

@@ -18,19 +18,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import (check_choice, check_int, check_range, load_json, save_json, save_state, load_state, git_commit,
-                                  progress)
-from .datafiles import load_dataset
-from .data import stratified_split
-from .adapters import ForeignSNN, adapt
-from .autoattack import make_attack
-from .ensembles import robust_mask, _batched_mask
-from .evaluation import evaluation_report
-from .energy import energy_report
-from .statistics import accuracy, mcnemar, unpack_mask, wilson
-from .ensembles import EnsembleAttack
+from .core import check_choice, check_int, check_range, load_json, save_json, save_state, load_state, git_commit, progress
+from .datasets import get_spec
+from .data import stratified_images
 from .surrogates import ENSEMBLE_MODES, parse_mode
 from .neurons import gradient_kinds
+from .adapters import ForeignSNN, adapt
+from .autoattack import make_attack
+from .ensembles import EnsembleAttack, robust_mask, _batched_mask
+from .evaluation import evaluation_report
+from .energy import energy_report, layer_mask
+from .statistics import accuracy, mcnemar, unpack_mask, wilson
 
 # %% ../nbs/14c_peers.ipynb #7eb3921f
 FRAMEWORKS = ('spikingjelly', 'snntorch')
@@ -57,7 +55,7 @@ def peer_cnn(framework:str, # 'spikingjelly' or 'snntorch'
                          nn.Flatten(), nn.Linear(flat, num_classes))
 
 # %% ../nbs/14c_peers.ipynb #d486b607
-def _masks(net): return {n: m.weight.detach() != 0 for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+def _masks(net): return {n: layer_mask(m) for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
 
 def fast_at(model:ForeignSNN, # the adapted network (trained in place, with its own surrogates)
             x:torch.Tensor, y:torch.Tensor, # training images in [0, 1] and labels
@@ -102,17 +100,6 @@ def magnitude_prune(net:nn.Module, # pruned in place
     return net
 
 # %% ../nbs/14c_peers.ipynb #4c1d7c7e
-def _test_set(data, n, seed):
-    x, y = load_dataset(data, 'test')
-    if n > len(y): raise ValueError(f"n = {n} is more than the {len(y)} test images of {data}")
-    idx = stratified_split(y, [n], seed)[0]
-    return x[idx].float().div_(255), y[idx]
-
-def _train_set(data, n, seed):
-    x, y = load_dataset(data, 'train')
-    idx = stratified_split(y, [min(n, len(y))], seed)[0]
-    return x[idx].float().div_(255), y[idx]
-
 def _trained(path:Path, build, train) -> nn.Module:
     "The network of checkpoint `path`, trained (and saved there) first when it is missing."
     net = build()
@@ -186,8 +173,8 @@ def peer_study(data:str='fashion-mnist', # a registered data set
                                                                     ('n_energy', n_energy)))
     root, out = Path(root or f'runs/peers-{data}'), Path(out or f'results/{data}/peers.json')
     root.mkdir(parents=True, exist_ok=True)
-    xtr, ytr = _train_set(data, n_train, seed)
-    xte, yte = _test_set(data, n, seed)
+    xtr, ytr = stratified_images(data, 'train', min(n_train, get_spec(data).n_train), seed)
+    xte, yte = stratified_images(data, 'test', n, seed)
     res = load_json(root/'partial.json') if (root/'partial.json').exists() else {}
     for fw in frameworks:
         if fw in res and 'members' in res[fw]['dense']: continue
