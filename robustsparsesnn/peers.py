@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import check_choice, check_int, check_range, load_json, save_json, save_state, load_state, git_commit, progress
+from .core import (check_choice, check_int, check_range, load_json, save_json, save_state, load_state, git_commit,
+                                  progress, derive_seed)
 from .datasets import get_spec
 from .data import stratified_images
 from .surrogates import ENSEMBLE_MODES, parse_mode
@@ -36,9 +37,14 @@ PEER_T = 4
 
 def peer_cnn(framework:str, # 'spikingjelly' or 'snntorch'
              in_channels:int=1, num_classes:int=10, image_size:int=32,
-             width:int=16): # channels of the first convolution (the second has twice as many)
+             width:int=16, # channels of the first convolution (the second has twice as many)
+             seed:int=None): # seed of the initial weights (drawn from a generator of its own); None: torch's global one
     "A small LIF CNN written the way each framework's tutorials write one."
     check_choice('framework', framework, FRAMEWORKS)
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, 'peers', framework))
+            return peer_cnn(framework, in_channels, num_classes, image_size, width)
     c, flat = width, 2 * width * (image_size // 4) ** 2
     if framework == 'spikingjelly':
         from spikingjelly.activation_based import functional, layer, neuron
@@ -136,7 +142,7 @@ def _one_framework(fw, root, xtr, ytr, xte, yte, epochs, sparsity, n_energy, eps
                    r:dict=None, n_members:int=200):
     "One framework's dense and sparse networks: trained (or read back), evaluated, counted; the parts in `r` are kept."
     t0, r, (C, S), K = time.time(), dict(r or {}), xtr.shape[1:3], int(ytr.max()) + 1
-    build = lambda: peer_cnn(fw, C, K, S, width)
+    build = lambda: peer_cnn(fw, C, K, S, width, seed)
     ft = lambda net, ep, keep: fast_at(ForeignSNN(net, PEER_T), xtr, ytr, ep, eps, batch_size, seed=seed, keep_zeros=keep)
     dense = _trained(root/f'{fw}-dense.safetensors', build, lambda net: ft(net, epochs, False))
     sparse = _trained(root/f'{fw}-sparse.safetensors', build,
