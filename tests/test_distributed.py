@@ -38,7 +38,9 @@ def test_global_batch_norm_matches_one_process(fits):
 def test_fit_same_trajectory_only_rank0_writes(fits):
     _, one, two = fits                                       # rank 1 fails its job if it locks or writes
     for k in ('loss', 'acc', 'val'): torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-5)
-    for k, w in one['weights'].items(): torch.testing.assert_close(two['weights'][k], w, rtol=1e-3, atol=1e-4, msg=k)
+    # summing a batch in two halves rounds differently, and the attack's sign() steps amplify it: up to 1.5e-4 after three
+    # epochs on one CPU; another batch order moves the same weights by 5e-3 to 4e-2
+    for k, w in one['weights'].items(): torch.testing.assert_close(two['weights'][k], w, rtol=1e-3, atol=5e-4, msg=k)
 
 
 def test_killed_mid_epoch_resumes_to_the_same_end(fits):
