@@ -7,10 +7,10 @@ Docs: https://robustsparsesnn.github.io/robustsparsesnn/recipes.html.md"""
 
 # %% auto #0
 __all__ = ['PAPER_ATTACKS', 'PAPER_PRETRAINING', 'REPRODUCTIONS', 'E2E_ARMS', 'CONVERSIONS', 'RECIPES', 'TITLES', 'FIGURES',
-           'README_MARKERS', 'BUDGETS', 'BUDGET_MARKERS', 'Reproduction', 'snn_accuracies', 'eval_labels',
-           'sweep_claims', 'recipe_sweep', 'recipe_figure1', 'attack_claims', 'recipe_attacks', 'recipe_pretraining',
-           'recipe_conversion', 'reproduce', 'load_results', 'published', 'readme_results', 'readme_budgets',
-           'fill_readme']
+           'README_MARKERS', 'BUDGETS', 'BUDGET_MARKERS', 'PEERS_MARKERS', 'Reproduction', 'snn_accuracies',
+           'eval_labels', 'sweep_claims', 'recipe_sweep', 'recipe_figure1', 'attack_claims', 'recipe_attacks',
+           'recipe_pretraining', 'recipe_conversion', 'reproduce', 'load_results', 'published', 'readme_results',
+           'readme_budgets', 'fill_readme']
 
 # %% ../nbs/14a_recipes.ipynb #fd2dc46a
 import json, shlex, time
@@ -410,6 +410,8 @@ def readme_budgets(root='results' # the folder of the results folders
     found = {k: load_json(Path(root)/f) for k, f in BUDGETS.items() if (Path(root)/f).is_file()}
     return attacks_markdown(found) if found else 'No `rsnn attack-budget` results yet.'
 
+PEERS_MARKERS = ('<!-- peers: rendered by `make readme` from results/ -->', '<!-- end of peers -->')   # `peers.peers_summary`
+
 def _fill(nb:dict, markers:tuple, text:str) -> bool:
     "Put `text` between `markers` in the notebook's markdown cell that holds them; False when none does."
     start, end = markers
@@ -424,12 +426,16 @@ def fill_readme(notebook='nbs/index.ipynb', # the notebook the README is rendere
                 root='results', # the results folders
                 quick:bool=False): # the results of --quick runs instead
     """Write `readme_results(root, quick)` between the `README_MARKERS` of the notebook's markdown cells (and
-    `readme_budgets(root)` between the `BUDGET_MARKERS`, where the notebook has them), and the figures into images/."""
+    `readme_budgets(root)` between the `BUDGET_MARKERS` and `rsnn peers`'s summary between the `PEERS_MARKERS`, where the
+    notebook has them), and the figures into images/."""
     path = Path(notebook)
     nb = json.loads(path.read_text())
     if not _fill(nb, README_MARKERS, readme_results(root, quick)):
         raise ValueError(f"{notebook} has no markdown cell with the markers {README_MARKERS[0]!r} and {README_MARKERS[1]!r}")
     if not quick: _fill(nb, BUDGET_MARKERS, readme_budgets(root))
+    if not quick and (Path(root)/'fashion-mnist'/'peers.json').is_file():
+        from robustsparsesnn.peers import peers_summary                # imports SpikingJelly and snnTorch where installed
+        _fill(nb, PEERS_MARKERS, peers_summary(load_json(Path(root)/'fashion-mnist'/'peers.json')))
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
     (path.parent/'images').mkdir(exist_ok=True)
     for d, res in published(root, quick).items():

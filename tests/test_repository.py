@@ -50,6 +50,18 @@ def test_readme_worst_case_table_comes_from_results():
     assert readme.split(start, 1)[1].split(end, 1)[0].strip() == readme_budgets(ROOT/'results'), 'run `make readme`'
 
 
+def test_readme_peers_summary_comes_from_results():
+    "The README's sentences on SpikingJelly's and snnTorch's networks are what `peers_summary` renders from results/."
+    from robustsparsesnn.recipes import PEERS_MARKERS
+    from robustsparsesnn.peers import peers_summary
+    from robustsparsesnn.core import load_json
+    readme = (ROOT/'README.md').read_text()
+    start, end = PEERS_MARKERS
+    assert start in readme and end in readme, f'README.md lacks the markers {PEERS_MARKERS}: run `make readme`'
+    shown = readme.split(start, 1)[1].split(end, 1)[0].strip()
+    assert shown == peers_summary(load_json(ROOT/'results'/'fashion-mnist'/'peers.json')), 'run `make readme`'
+
+
 def test_readme_results_come_from_results():
     "The README's results (every number of its results table) are what `readme_results` renders from results/ today."
     from robustsparsesnn.recipes import readme_results, README_MARKERS
