@@ -291,6 +291,11 @@ def _sentence(d:dict, n:int, sparsity:float) -> str:
     sq, ens = _square_vs_ens(de, n)
     square = (f"Square broke {sq} samples PGD_ens left, PGD_ens {ens} that Square left (p = {mcnemar(sq, ens):.2g})" if sq
               else "Square broke nothing PGD_ens left")
+    longer = (de.get('square_only') or {}).get('pgd_ens_broke')
+    if sq and longer:                                         # the samples only Square broke, attacked longer
+        k = max(longer, key=int)
+        square += f", and PGD_ens with {k} steps breaks {longer[k]} of the {len(de['square_only']['idx'])} only Square broke"
+
     gap = 100 * (de['pgd_own']['acc'] - de['worst_case']['acc'])
     energy = '' if d['energy_ratio'] is None else \
         f"; {100 * sparsity:.0f} % magnitude pruning cuts its Eq. 12 energy {d['energy_ratio']:.1f}x"
