@@ -304,7 +304,9 @@ def test_index_and_search(site, server, browser):
     _screenshot(d, SHOTS/'index-full.png', full=True)
     # the built-in search finds the API entry
     d.get(f'{server}/search.html?q=IFNeuron')
-    WebDriverWait(d, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, '#search-results li a'))
+    # the results are appended one by one; the summary line says when the last one is in
+    WebDriverWait(d, 30).until(lambda d: any(p.text.startswith('Search finished')
+                                             for p in d.find_elements(By.CSS_SELECTOR, '#search-results p.search-summary')))
     hits = [a.get_attribute('href') for a in d.find_elements(By.CSS_SELECTOR, '#search-results li a')]
     assert any('neurons.html' in h for h in hits), hits
     assert not [e for e in d.get_log('browser') if e['level'] == 'SEVERE']
