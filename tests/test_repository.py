@@ -41,13 +41,17 @@ def test_one_preset_registry():
     assert defs == ['robustsparsesnn/config.py'], defs
 
 
+def readme_section(markers:tuple) -> str:
+    "What README.md shows between `markers` (stripped), failing when they are missing."
+    readme, (start, end) = (ROOT/'README.md').read_text(), markers
+    assert start in readme and end in readme, f'README.md lacks the markers {markers}: run `make readme`'
+    return readme.split(start, 1)[1].split(end, 1)[0].strip()
+
+
 def test_readme_worst_case_table_comes_from_results():
     "The README's worst-case table is what `readme_budgets` renders from the `rsnn attack-budget` files in results/."
     from robustsparsesnn.recipes import readme_budgets, BUDGET_MARKERS
-    readme = (ROOT/'README.md').read_text()
-    start, end = BUDGET_MARKERS
-    assert start in readme and end in readme, f'README.md lacks the markers {BUDGET_MARKERS}: run `make readme`'
-    assert readme.split(start, 1)[1].split(end, 1)[0].strip() == readme_budgets(ROOT/'results'), 'run `make readme`'
+    assert readme_section(BUDGET_MARKERS) == readme_budgets(ROOT/'results'), 'run `make readme`'
 
 
 def test_readme_peers_summary_comes_from_results():
@@ -55,20 +59,13 @@ def test_readme_peers_summary_comes_from_results():
     from robustsparsesnn.recipes import PEERS_MARKERS
     from robustsparsesnn.peers import peers_summary
     from robustsparsesnn.core import load_json
-    readme = (ROOT/'README.md').read_text()
-    start, end = PEERS_MARKERS
-    assert start in readme and end in readme, f'README.md lacks the markers {PEERS_MARKERS}: run `make readme`'
-    shown = readme.split(start, 1)[1].split(end, 1)[0].strip()
-    assert shown == peers_summary(load_json(ROOT/'results'/'fashion-mnist'/'peers.json')), 'run `make readme`'
+    assert readme_section(PEERS_MARKERS) == peers_summary(load_json(ROOT/'results'/'fashion-mnist'/'peers.json')), 'run `make readme`'
 
 
 def test_readme_results_come_from_results():
     "The README's results (every number of its results table) are what `readme_results` renders from results/ today."
     from robustsparsesnn.recipes import readme_results, README_MARKERS
-    readme = (ROOT/'README.md').read_text()
-    start, end = README_MARKERS
-    assert start in readme and end in readme, f'README.md lacks the results markers {README_MARKERS}: run `make readme`'
-    shown = readme.split(start, 1)[1].split(end, 1)[0].strip()
+    shown = readme_section(README_MARKERS)
     expected = readme_results(ROOT/'results').replace('](images/', '](nbs/images/')
     assert shown == expected, 'README.md does not show what results/ holds: run `make readme`'
     for line in shown.splitlines():
